@@ -1,0 +1,1 @@
+"""Training recipes (layered: base, model, dataset, command line)."""

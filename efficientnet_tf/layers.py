@@ -1,0 +1,398 @@
+"""Keras layers that make up both EfficientNet families.
+
+Every layer here is registered under the ``efficientnet_tf`` package, so
+``keras.models.load_model`` restores a saved model without ``custom_objects``.
+Composite blocks create their sub-layers in ``__init__`` and build them with
+explicit shapes, so weights can be loaded into a freshly deserialized model.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+PACKAGE = "efficientnet_tf"
+
+# Official initializers (tensorflow/tpu efficientnet_model.py): He-style for
+# convolutions over fan-out, uniform 1/3 for the classifier.
+CONV_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"},
+}
+DENSE_INITIALIZER = {
+    "class_name": "VarianceScaling",
+    "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"},
+}
+
+
+def _conv(filters: int, kernel_size: int, strides: int = 1, name: str = "", **kw):
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer=keras.initializers.get(CONV_INITIALIZER),
+        name=name,
+        **kw,
+    )
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchNorm(keras.layers.BatchNormalization):
+    """BatchNormalization through TensorFlow's fused kernel.
+
+    Keras 3 normalizes with unfused ops and upcasts bfloat16/float16 inputs to
+    float32 first; the fused kernel does both in one pass and is what the
+    official TF1 code ran. As there, the moving variance is updated with the
+    unbiased (Bessel-corrected) batch variance. Weights are the same four
+    vectors as `keras.layers.BatchNormalization`, so files interchange.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if self.axis != [len(inputs.shape) - 1] or len(inputs.shape) != 4 or mask is not None:
+            return super().call(inputs, training=training, mask=mask)
+        training = bool(training) and self.trainable
+        gamma = tf.cast(self.gamma, "float32")
+        beta = tf.cast(self.beta, "float32")
+        if training:
+            outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs,
+                scale=gamma,
+                offset=beta,
+                mean=tf.constant([], "float32"),
+                variance=tf.constant([], "float32"),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=True,
+            )
+            decay = 1.0 - self.momentum
+            self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
+            self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
+            return outputs
+        outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=gamma,
+            offset=beta,
+            mean=tf.cast(self.moving_mean, "float32"),
+            variance=tf.cast(self.moving_variance, "float32"),
+            epsilon=self.epsilon,
+            data_format="NHWC",
+            is_training=False,
+        )
+        return outputs
+
+
+def _bn(momentum: float, epsilon: float, name: str, dtype=None) -> BatchNorm:
+    return BatchNorm(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Drops the whole residual branch per sample, scaling survivors by 1/p."""
+
+    def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"StochasticDepth rate must be in [0, 1), got {rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        batch = tf.shape(inputs)[0]
+        noise = keras.random.uniform(
+            (batch, 1, 1, 1), seed=self.seed_generator, dtype=inputs.dtype
+        )
+        mask = tf.floor(keep + noise)
+        return inputs * (mask / keep)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class HeadDropout(keras.layers.Layer):
+    """Dropout whose rate lives in a variable, so it can change mid-training.
+
+    The progressive-learning callback assigns a new rate between epochs; an
+    already traced train step reads the variable, so no retrace is needed. The
+    variable is a plain `tf.Variable`: it is saved with SavedModel exports but
+    not counted among the model's weights.
+    """
+
+    def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self._check(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.rate_variable = tf.Variable(float(rate), trainable=False, dtype="float32", name="rate")
+
+    @staticmethod
+    def _check(rate: float) -> None:
+        if not 0.0 <= float(rate) < 1.0:
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate}.")
+
+    @property
+    def rate(self) -> float:
+        return float(self.rate_variable.numpy())
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self._check(value)
+        self.rate_variable.assign(float(value))
+
+    def call(self, inputs, training=None):
+        if not training:
+            return inputs
+        rate = tf.cast(self.rate_variable, inputs.dtype)
+        keep = 1.0 - rate
+        noise = keras.random.uniform(tf.shape(inputs), seed=self.seed_generator, dtype=inputs.dtype)
+        return tf.where(noise < keep, inputs / keep, tf.zeros_like(inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SqueezeExcite(keras.layers.Layer):
+    """Channel gating; `reduced_filters` comes from the block's input width."""
+
+    def __init__(self, reduced_filters: int, activation: str = "swish", **kwargs):
+        super().__init__(**kwargs)
+        self.reduced_filters = int(reduced_filters)
+        self.activation = activation
+        self.reduce = None
+        self.expand = None
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        init = keras.initializers.get(CONV_INITIALIZER)
+        self.reduce = keras.layers.Conv2D(
+            self.reduced_filters, 1, activation=self.activation, kernel_initializer=init,
+            name="reduce", dtype=self.dtype_policy,
+        )
+        self.expand = keras.layers.Conv2D(
+            channels, 1, activation="sigmoid", kernel_initializer=init,
+            name="expand", dtype=self.dtype_policy,
+        )
+        self.reduce.build((None, 1, 1, channels))
+        self.expand.build((None, 1, 1, self.reduced_filters))
+
+    def call(self, inputs):
+        scale = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
+        return inputs * self.expand(self.reduce(scale))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "reduced_filters": self.reduced_filters,
+            "activation": self.activation,
+        }
+
+
+class _Block(keras.layers.Layer):
+    """What MBConv and Fused-MBConv share: config, residual and FLOPs."""
+
+    def __init__(
+        self,
+        input_filters: int,
+        output_filters: int,
+        kernel_size: int = 3,
+        strides: int = 1,
+        expand_ratio: int = 1,
+        se_ratio: Optional[float] = None,
+        skip: bool = True,
+        drop_rate: float = 0.0,
+        activation: str = "swish",
+        bn_momentum: float = 0.99,
+        bn_epsilon: float = 1e-3,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.input_filters = int(input_filters)
+        self.output_filters = int(output_filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.expand_ratio = int(expand_ratio)
+        self.se_ratio = se_ratio
+        self.skip = bool(skip)
+        self.drop_rate = float(drop_rate)
+        self.activation = activation
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+        self.expanded_filters = self.input_filters * self.expand_ratio
+        self.has_residual = self.skip and self.strides == 1 and self.input_filters == self.output_filters
+        self.se = None
+        if se_ratio:
+            reduced = max(1, int(self.input_filters * se_ratio))
+            self.se = SqueezeExcite(reduced, activation, name="se", dtype=self.dtype_policy)
+        self.stochastic_depth = None
+        if self.has_residual and self.drop_rate > 0:
+            self.stochastic_depth = StochasticDepth(self.drop_rate, name="drop", dtype=self.dtype_policy)
+        self.act = keras.layers.Activation(activation, dtype=self.dtype_policy)
+
+    def _finish(self, inputs, x, training):
+        if not self.has_residual:
+            return x
+        if self.stochastic_depth is not None:
+            x = self.stochastic_depth(x, training=training)
+        return x + inputs
+
+    def compute_output_shape(self, input_shape):
+        def down(size):
+            return None if size is None else -(-size // self.strides)
+
+        return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.output_filters)
+
+    def conv_layers(self) -> list:
+        """(layer, stride-applied?) pairs in execution order, for FLOP counting."""
+        raise NotImplementedError
+
+    def flops(self, height: int, width: int) -> tuple[int, int, int]:
+        """Multiply-adds of convolutions at this input size, and the output size."""
+        out_h, out_w = -(-height // self.strides), -(-width // self.strides)
+        total = 0
+        for layer, after_stride in self.conv_layers():
+            h, w = (out_h, out_w) if after_stride else (height, width)
+            k = layer.kernel.shape  # (kh, kw, in, out); depthwise: (kh, kw, in, 1)
+            total += h * w * k[0] * k[1] * k[2] * k[3]
+        if self.se is not None:
+            total += 2 * self.expanded_filters * self.se.reduced_filters
+        return total, out_h, out_w
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_filters": self.input_filters,
+            "output_filters": self.output_filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "expand_ratio": self.expand_ratio,
+            "se_ratio": self.se_ratio,
+            "skip": self.skip,
+            "drop_rate": self.drop_rate,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MBConv(_Block):
+    """Inverted residual: 1x1 expand, kxk depthwise, [SE], 1x1 project."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bn = lambda name: _bn(self.bn_momentum, self.bn_epsilon, name, self.dtype_policy)  # noqa: E731
+        dt = dict(dtype=self.dtype_policy)
+        self.expand_conv = self.expand_bn = None
+        if self.expand_ratio != 1:
+            self.expand_conv = _conv(self.expanded_filters, 1, name="expand_conv", **dt)
+            self.expand_bn = bn("expand_bn")
+        self.dwconv = keras.layers.DepthwiseConv2D(
+            self.kernel_size, strides=self.strides, padding="same", use_bias=False,
+            depthwise_initializer=keras.initializers.get(CONV_INITIALIZER), name="dwconv", **dt,
+        )
+        self.bn = bn("bn")
+        self.project_conv = _conv(self.output_filters, 1, name="project_conv", **dt)
+        self.project_bn = bn("project_bn")
+
+    def build(self, input_shape):
+        h, w = input_shape[1], input_shape[2]
+        e, o = self.expanded_filters, self.output_filters
+        if self.expand_conv is not None:
+            self.expand_conv.build((None, h, w, self.input_filters))
+            self.expand_bn.build((None, h, w, e))
+        self.dwconv.build((None, h, w, e))
+        self.bn.build((None, None, None, e))
+        if self.se is not None:
+            self.se.build((None, None, None, e))
+        self.project_conv.build((None, None, None, e))
+        self.project_bn.build((None, None, None, o))
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand_conv is not None:
+            x = self.act(self.expand_bn(self.expand_conv(x), training=training))
+        x = self.act(self.bn(self.dwconv(x), training=training))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.project_bn(self.project_conv(x), training=training)
+        return self._finish(inputs, x, training)
+
+    def conv_layers(self):
+        layers = [(self.expand_conv, False)] if self.expand_conv is not None else []
+        return layers + [(self.dwconv, True), (self.project_conv, True)]
+
+    def weight_layers(self) -> list:
+        """Sub-layers holding weights, in the order keras.applications names them."""
+        layers = [self.expand_conv, self.expand_bn] if self.expand_conv is not None else []
+        layers += [self.dwconv, self.bn]
+        if self.se is not None:
+            layers += [self.se.reduce, self.se.expand]
+        return layers + [self.project_conv, self.project_bn]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedMBConv(_Block):
+    """EfficientNetV2's block: the expand conv and depthwise conv fused into one kxk conv."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        bn = lambda name: _bn(self.bn_momentum, self.bn_epsilon, name, self.dtype_policy)  # noqa: E731
+        dt = dict(dtype=self.dtype_policy)
+        self.expand_conv = self.expand_bn = None
+        if self.expand_ratio != 1:
+            self.expand_conv = _conv(self.expanded_filters, self.kernel_size, self.strides, name="expand_conv", **dt)
+            self.expand_bn = bn("expand_bn")
+            self.project_conv = _conv(self.output_filters, 1, name="project_conv", **dt)
+        else:
+            self.project_conv = _conv(self.output_filters, self.kernel_size, self.strides, name="project_conv", **dt)
+        self.project_bn = bn("project_bn")
+
+    def build(self, input_shape):
+        e, o = self.expanded_filters, self.output_filters
+        if self.expand_conv is not None:
+            self.expand_conv.build((None, None, None, self.input_filters))
+            self.expand_bn.build((None, None, None, e))
+        if self.se is not None:
+            self.se.build((None, None, None, e))
+        self.project_conv.build((None, None, None, e))
+        self.project_bn.build((None, None, None, o))
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand_conv is not None:
+            x = self.act(self.expand_bn(self.expand_conv(x), training=training))
+        if self.se is not None:
+            x = self.se(x)
+        x = self.project_bn(self.project_conv(x), training=training)
+        if self.expand_conv is None:
+            x = self.act(x)
+        return self._finish(inputs, x, training)
+
+    def conv_layers(self):
+        if self.expand_conv is None:
+            return [(self.project_conv, True)]
+        return [(self.expand_conv, True), (self.project_conv, True)]
+
+    def weight_layers(self) -> list:
+        layers = [self.expand_conv, self.expand_bn] if self.expand_conv is not None else []
+        if self.se is not None:
+            layers += [self.se.reduce, self.se.expand]
+        return layers + [self.project_conv, self.project_bn]

@@ -1,0 +1,262 @@
+"""Assembles a Keras model from a `ModelSpec`: stem, blocks, head.
+
+The same builder serves V1, Lite and V2; everything that differs between
+them is data in the spec. Blocks are whole layers (not dozens of small
+ones), which keeps the functional graph short enough that even
+EfficientNetV2-XL and L2 build, save and load without deep recursion.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import keras
+
+from efficientnet_tf import blocks as block_grammar
+from efficientnet_tf.layers import (
+    CONV_INITIALIZER,
+    DENSE_INITIALIZER,
+    BatchNorm,
+    FusedMBConv,
+    HeadDropout,
+    MBConv,
+)
+from efficientnet_tf.registry import (
+    HEAD_FILTERS,
+    NORMALIZATION,
+    ModelSpec,
+    get_spec,
+    round_filters,
+    round_repeats,
+)
+
+_POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+
+
+def block_name(stage: int, index: int) -> str:
+    """keras.applications' block names (block1a, block2b, ...), extended past 'z'."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(97 + rem) + letters
+    return f"block{stage + 1}{letters}"
+
+
+def scaled_stages(spec: ModelSpec) -> list[block_grammar.BlockArgs]:
+    """The spec's stages with filters and repeats scaled by width and depth."""
+    stages = block_grammar.decode_all(spec.blocks)
+    last = len(stages) - 1
+    scaled = []
+    for i, args in enumerate(stages):
+        keep_repeats = spec.fixed_stem_head and i in (0, last)
+        scaled.append(
+            args.replace(
+                input_filters=round_filters(args.input_filters, spec.width, spec.ten_percent_rule),
+                output_filters=round_filters(args.output_filters, spec.width, spec.ten_percent_rule),
+                repeats=args.repeats if keep_repeats else round_repeats(args.repeats, spec.depth),
+            )
+        )
+    return scaled
+
+
+def _check_options(input_shape, pooling, num_classes, include_top, survival_prob, include_preprocessing):
+    if len(input_shape) != 3 or any(d is not None and (not isinstance(d, int) or d < 1) for d in input_shape):
+        raise ValueError(
+            f"input_shape must be (height, width, channels) with positive ints or None, got {input_shape!r}."
+        )
+    if include_preprocessing and input_shape[-1] not in (None, 3):
+        raise ValueError(
+            f"include_preprocessing=True needs 3-channel RGB input, got input_shape={input_shape!r}; "
+            "pass include_preprocessing=False for other channel counts."
+        )
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
+    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    if not 0.0 < survival_prob <= 1.0:
+        raise ValueError(f"survival_prob must be in (0, 1], got {survival_prob}.")
+
+
+def build_model(
+    spec: ModelSpec,
+    *,
+    include_top: bool = True,
+    input_shape: Sequence[Optional[int]] = (None, None, 3),
+    pooling: Optional[str] = None,
+    num_classes: int = 1000,
+    classifier_activation: Optional[Union[str, Callable]] = "softmax",
+    dropout_rate: Optional[float] = None,
+    survival_prob: float = 0.8,
+    include_preprocessing: bool = True,
+    bn_momentum: Optional[float] = None,
+    name: Optional[str] = None,
+) -> keras.Model:
+    """Builds the network described by `spec` (no weights loaded)."""
+    input_shape = tuple(input_shape)
+    _check_options(input_shape, pooling, num_classes, include_top, survival_prob, include_preprocessing)
+    dropout_rate = spec.dropout if dropout_rate is None else dropout_rate
+    momentum = spec.bn_momentum if bn_momentum is None else bn_momentum
+    bn = dict(momentum=momentum, epsilon=spec.bn_epsilon)
+    stages = scaled_stages(spec)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if include_preprocessing:
+        mean, std = NORMALIZATION[spec.family]
+        x = keras.layers.Rescaling(
+            scale=[1.0 / s for s in std], offset=[-m / s for m, s in zip(mean, std)], name="normalization"
+        )(x)
+
+    stem_filters = (
+        stages[0].input_filters if not spec.fixed_stem_head
+        else block_grammar.decode(spec.blocks[0]).input_filters
+    )
+    x = keras.layers.Conv2D(
+        stem_filters, 3, strides=2, padding="same", use_bias=False,
+        kernel_initializer=keras.initializers.get(CONV_INITIALIZER), name="stem_conv",
+    )(x)
+    x = BatchNorm(**bn, name="stem_bn")(x)
+    x = keras.layers.Activation(spec.activation, name="stem_activation")(x)
+
+    total_blocks = sum(args.repeats for args in stages)
+    drop_rate = 1.0 - survival_prob
+    endpoints: dict[str, keras.KerasTensor] = {}
+    channels = stem_filters  # Real incoming width (Lite3/4 declare a rounded one for block 0).
+    index = 0
+    for stage, args in enumerate(stages):
+        block_cls = FusedMBConv if args.fused else MBConv
+        for repeat in range(args.repeats):
+            x = block_cls(
+                input_filters=channels,
+                output_filters=args.output_filters,
+                kernel_size=args.kernel_size,
+                strides=args.strides if repeat == 0 else 1,
+                expand_ratio=args.expand_ratio,
+                se_ratio=args.se_ratio,
+                skip=args.skip,
+                drop_rate=drop_rate * index / total_blocks,
+                activation=spec.activation,
+                bn_momentum=momentum,
+                bn_epsilon=spec.bn_epsilon,
+                name=block_name(stage, repeat),
+            )(x)
+            channels = args.output_filters
+            index += 1
+        next_downsamples = stage + 1 < len(stages) and stages[stage + 1].strides > 1
+        if next_downsamples or stage == len(stages) - 1:
+            endpoints[f"reduction_{len(endpoints) + 1}"] = x
+
+    head = HEAD_FILTERS if spec.fixed_stem_head else round_filters(HEAD_FILTERS, spec.width, spec.ten_percent_rule)
+    x = keras.layers.Conv2D(
+        head, 1, padding="same", use_bias=False,
+        kernel_initializer=keras.initializers.get(CONV_INITIALIZER), name="top_conv",
+    )(x)
+    x = BatchNorm(**bn, name="top_bn")(x)
+    x = keras.layers.Activation(spec.activation, name="top_activation")(x)
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = HeadDropout(dropout_rate, name="top_dropout")(x)
+        # Logits and softmax stay float32 under mixed precision.
+        x = keras.layers.Dense(
+            num_classes, activation=classifier_activation, dtype="float32",
+            kernel_initializer=keras.initializers.get(DENSE_INITIALIZER), name="predictions",
+        )(x)
+    elif pooling is not None:
+        x = _POOLING[pooling](name=f"{pooling}_pool")(x)
+    model = keras.Model(inputs, x, name=name or spec.name)
+    model.endpoint_layers = {key: t._keras_history[0].name for key, t in endpoints.items()}
+    return model
+
+
+def features_model(model: keras.Model) -> keras.Model:
+    """Multi-scale backbone: a dict of `reduction_1`.. outputs (strides 2..32)."""
+    endpoint_layers = getattr(model, "endpoint_layers", None)
+    if not endpoint_layers:
+        raise ValueError("features_model needs a model built by efficientnet_tf.get_model.")
+    outputs = {key: model.get_layer(layer).output for key, layer in endpoint_layers.items()}
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")
+
+
+def get_model(
+    name: str,
+    *,
+    weights: Optional[str] = None,
+    features_only: bool = False,
+    blocks: Optional[Sequence[str]] = None,
+    width: Optional[float] = None,
+    depth: Optional[float] = None,
+    **options,
+) -> keras.Model:
+    """Builds a named model, optionally with custom blocks/width/depth and weights.
+
+    Args:
+      name: a registry name such as ``"efficientnetv2-s"`` (see
+        ``efficientnet_tf.model_names()``).
+      weights: None (random init), ``"imagenet"``, or a weights file path
+        (ours, or a keras.applications HDF5 file).
+      features_only: return a backbone whose output is a dict of
+        ``reduction_1`` .. ``reduction_5`` feature maps (strides 2 to 32).
+      blocks, width, depth: override the named architecture.
+      **options: see `build_model` (include_top, input_shape, pooling,
+        num_classes, classifier_activation, dropout_rate, survival_prob,
+        include_preprocessing, bn_momentum).
+
+    Example:
+      >>> model = get_model("efficientnetv2-b0", num_classes=5)
+      >>> backbone = get_model("efficientnet-b0", features_only=True)
+      >>> sorted(backbone.output)[:2]
+      ['reduction_1', 'reduction_2']
+    """
+    spec = get_spec(name)
+    changes = {k: v for k, v in dict(blocks=blocks, width=width, depth=depth).items() if v is not None}
+    if "blocks" in changes:
+        changes["blocks"] = tuple(block_grammar.encode(a) for a in block_grammar.decode_all(changes["blocks"]))
+    for key in ("width", "depth"):
+        if key in changes and not (isinstance(changes[key], (int, float)) and changes[key] > 0):
+            raise ValueError(f"{key} must be a positive number, got {changes[key]!r}.")
+    if changes:
+        spec = spec.replace(**changes)
+    if features_only:
+        options["include_top"] = False
+        options["pooling"] = None
+    model = build_model(spec, **options)
+    if weights is not None:
+        from efficientnet_tf.weights import load_weights
+
+        load_weights(model, weights, spec)
+    return features_model(model) if features_only else model
+
+
+def _constructor(model_name: str) -> Callable[..., keras.Model]:
+    def constructor(**options) -> keras.Model:
+        return get_model(model_name, **options)
+
+    constructor.__doc__ = f"Builds ``{model_name}``; options as for `efficientnet_tf.get_model`."
+    return constructor
+
+
+EfficientNetB0 = _constructor("efficientnet-b0")
+EfficientNetB1 = _constructor("efficientnet-b1")
+EfficientNetB2 = _constructor("efficientnet-b2")
+EfficientNetB3 = _constructor("efficientnet-b3")
+EfficientNetB4 = _constructor("efficientnet-b4")
+EfficientNetB5 = _constructor("efficientnet-b5")
+EfficientNetB6 = _constructor("efficientnet-b6")
+EfficientNetB7 = _constructor("efficientnet-b7")
+EfficientNetB8 = _constructor("efficientnet-b8")
+EfficientNetL2 = _constructor("efficientnet-l2")
+EfficientNetLite0 = _constructor("efficientnet-lite0")
+EfficientNetLite1 = _constructor("efficientnet-lite1")
+EfficientNetLite2 = _constructor("efficientnet-lite2")
+EfficientNetLite3 = _constructor("efficientnet-lite3")
+EfficientNetLite4 = _constructor("efficientnet-lite4")
+EfficientNetV2B0 = _constructor("efficientnetv2-b0")
+EfficientNetV2B1 = _constructor("efficientnetv2-b1")
+EfficientNetV2B2 = _constructor("efficientnetv2-b2")
+EfficientNetV2B3 = _constructor("efficientnetv2-b3")
+EfficientNetV2S = _constructor("efficientnetv2-s")
+EfficientNetV2M = _constructor("efficientnetv2-m")
+EfficientNetV2L = _constructor("efficientnetv2-l")
+EfficientNetV2XL = _constructor("efficientnetv2-xl")

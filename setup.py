@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="efficientnet_tf",
+    version="0.1.0",
+    description="EfficientNet and EfficientNetV2 for Keras 3 / TensorFlow, with the full training recipe.",
+    packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*", "configs", "configs.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.12",
+        "tensorflow-datasets",
+        "keras-cv",
+        "absl-py",
+    ],
+    extras_require={"test": ["pytest", "pytest-xdist", "h5py", "pillow"]},
+)
