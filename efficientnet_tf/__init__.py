@@ -9,6 +9,7 @@ from efficientnet_tf.model import (
     EfficientNetV2S, EfficientNetV2M, EfficientNetV2L, EfficientNetV2XL,
     build_model, features_model, get_model,
 )
+from efficientnet_tf.flops import count_flops
 from efficientnet_tf.registry import ModelSpec, compound_scaling, get_spec, model_names
 
 __version__ = "0.1.0"
