@@ -52,7 +52,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None, mask=None):
-        if self.axis != [len(inputs.shape) - 1] or len(inputs.shape) != 4 or mask is not None:
+        if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
             return super().call(inputs, training=training, mask=mask)
         training = bool(training) and self.trainable
         gamma = tf.cast(self.gamma, "float32")
