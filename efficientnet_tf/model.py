@@ -121,7 +121,6 @@ def build_model(
 
     total_blocks = sum(args.repeats for args in stages)
     drop_rate = 1.0 - survival_prob
-    endpoints: dict[str, keras.KerasTensor] = {}
     channels = stem_filters  # Real incoming width (Lite3/4 declare a rounded one for block 0).
     index = 0
     for stage, args in enumerate(stages):
@@ -143,9 +142,6 @@ def build_model(
             )(x)
             channels = args.output_filters
             index += 1
-        next_downsamples = stage + 1 < len(stages) and stages[stage + 1].strides > 1
-        if next_downsamples or stage == len(stages) - 1:
-            endpoints[f"reduction_{len(endpoints) + 1}"] = x
 
     head = HEAD_FILTERS if spec.fixed_stem_head else round_filters(HEAD_FILTERS, spec.width, spec.ten_percent_rule)
     x = keras.layers.Conv2D(
@@ -165,17 +161,24 @@ def build_model(
         )(x)
     elif pooling is not None:
         x = _POOLING[pooling](name=f"{pooling}_pool")(x)
-    model = keras.Model(inputs, x, name=name or spec.name)
-    model.endpoint_layers = {key: t._keras_history[0].name for key, t in endpoints.items()}
-    return model
+    return keras.Model(inputs, x, name=name or spec.name)
+
+
+def endpoint_layers(model: keras.Model) -> dict[str, str]:
+    """`reduction_i` -> block name: the last block before each downsampling block, and the last block.
+
+    Read off the model's blocks, so it works for loaded models too.
+    """
+    blocks = [layer for layer in model.layers if isinstance(layer, (MBConv, FusedMBConv))]
+    if not blocks:
+        raise ValueError(f"Model {model.name!r} has no EfficientNet blocks; build it with efficientnet_tf.get_model.")
+    ends = [b for b, after in zip(blocks, blocks[1:] + [None]) if after is None or after.strides > 1]
+    return {f"reduction_{i}": block.name for i, block in enumerate(ends, start=1)}
 
 
 def features_model(model: keras.Model) -> keras.Model:
     """Multi-scale backbone: a dict of `reduction_1`.. outputs (strides 2..32)."""
-    endpoint_layers = getattr(model, "endpoint_layers", None)
-    if not endpoint_layers:
-        raise ValueError("features_model needs a model built by efficientnet_tf.get_model.")
-    outputs = {key: model.get_layer(layer).output for key, layer in endpoint_layers.items()}
+    outputs = {key: model.get_layer(name).output for key, name in endpoint_layers(model).items()}
     return keras.Model(model.input, outputs, name=f"{model.name}_features")
 
 

@@ -7,7 +7,7 @@ import pytest
 import efficientnet_tf
 from efficientnet_tf import get_model
 from efficientnet_tf.layers import FusedMBConv, HeadDropout, MBConv
-from efficientnet_tf.model import scaled_stages
+from efficientnet_tf.model import endpoint_layers, features_model, scaled_stages
 
 TINY = dict(width=0.25, depth=0.2)
 RNG = np.random.default_rng(0)
@@ -113,10 +113,12 @@ def test_features_only_gives_five_strided_endpoints():
         for i in range(1, 6):
             assert features[f"reduction_{i}"].shape[1] == 128 // 2**i
     full = get_model("efficientnet-b0")
-    assert full.endpoint_layers == {
+    assert endpoint_layers(full) == {
         "reduction_1": "block1a", "reduction_2": "block2b", "reduction_3": "block3b",
         "reduction_4": "block5c", "reduction_5": "block7a",
     }
+    with pytest.raises(ValueError, match="no EfficientNet blocks"):
+        features_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
 
 
 def test_custom_blocks_width_depth_and_compound_scaling():

@@ -4,7 +4,7 @@ import numpy as np
 import keras
 import pytest
 
-from efficientnet_tf import get_model
+from efficientnet_tf import features_model, get_model
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(0, 255, size=(2, 64, 64, 3)).astype("float32")
@@ -39,6 +39,7 @@ def test_small_models_round_trip(name, tmp_path):
     restored = _assert_round_trips(model, tmp_path, lambda: get_model(name, **options))
     assert restored.get_layer("top_dropout").rate == pytest.approx(0.35)
     assert restored.get_layer("block2a").get_config() == model.get_layer("block2a").get_config()
+    assert sorted(features_model(restored).output) == [f"reduction_{i}" for i in range(1, 6)]
 
 
 def test_trained_mixed_precision_model_round_trips(tmp_path):
