@@ -1,0 +1,128 @@
+"""Official per-family crop and resize, for training and evaluation.
+
+Crops are computed from the image shape before decoding, so JPEG input only
+decodes the crop window (`decode_and_crop_jpeg`); other formats are decoded
+whole and sliced. Everything here works on one image; resizing to the batch's
+size happens in `resize_and_flip`, after the crop, so that the size can be read
+once per batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+CROP_PADDING = 32  # eval crop keeps s / (s + 32) of the short side
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Preprocessing constants of one model family (see training.md)."""
+
+    name: str
+    area_range: tuple[float, float]
+    min_object_covered: float
+    max_attempts: int
+    resize_method: str
+    center_crop_fallback: bool  # V1 style: failed random crop -> center crop
+    eval_crop_below: int | None  # center crop only for sizes below this
+
+
+FAMILIES: dict[str, Family] = {
+    "efficientnet": Family("efficientnet", (0.08, 1.0), 0.1, 10, "bicubic", True, None),
+    "efficientnet-lite": Family("efficientnet-lite", (0.08, 1.0), 0.1, 10, "bilinear", True, None),
+    "efficientnetv2-base": Family("efficientnetv2-base", (0.08, 1.0), 0.1, 10, "bicubic", True, None),
+    "efficientnetv2": Family("efficientnetv2", (0.05, 1.0), 0.0, 100, "bilinear", False, 320),
+}
+
+
+def get_family(name: str) -> Family:
+    """Look up a family by name, with an error that lists the valid ones."""
+    if name not in FAMILIES:
+        raise ValueError(f"Unknown preprocessing family {name!r}; use one of {sorted(FAMILIES)}.")
+    return FAMILIES[name]
+
+
+def center_crop_window(shape: tf.Tensor, image_size: tf.Tensor) -> tf.Tensor:
+    """[y, x, h, w] of the centered square keeping s/(s+32) of the short side."""
+    height, width = shape[0], shape[1]
+    size = tf.cast(image_size, tf.float32)
+    ratio = size / (size + CROP_PADDING)
+    crop = tf.cast(ratio * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
+    crop = tf.maximum(crop, 1)
+    return tf.stack([(height - crop + 1) // 2, (width - crop + 1) // 2, crop, crop])
+
+
+def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) -> tf.Tensor:
+    """[y, x, h, w] of an Inception-style random crop, per the family's rules."""
+    shape = tf.cast(shape[:3], tf.int32)
+    whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
+    begin, size, _ = tf.image.sample_distorted_bounding_box(
+        tf.concat([shape[:2], [3]], 0),
+        bounding_boxes=whole,
+        min_object_covered=family.min_object_covered,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=family.area_range,
+        max_attempts=family.max_attempts,
+        use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], size[0], size[1]])
+    if not family.center_crop_fallback:
+        return window
+    # Sampling gives back the whole image when all attempts fail; V1 then
+    # falls back to the evaluation crop.
+    failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
+    return tf.cond(failed, lambda: center_crop_window(shape, image_size), lambda: window)
+
+
+def decode_window(encoded: tf.Tensor, window_fn) -> tf.Tensor:
+    """Decode an encoded image to uint8 RGB, keeping only `window_fn(shape)`.
+
+    Grayscale, RGBA, palette, CMYK and 16-bit images all come out as 3-channel
+    uint8; animated GIFs give their first frame.
+    """
+
+    def jpeg():
+        window = window_fn(tf.io.extract_jpeg_shape(encoded))
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    def other():
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        return crop(image, window_fn(tf.shape(image)))
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+
+
+def crop(image: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """Slice a decoded [h, w, c] image to the [y, x, h, w] window."""
+    return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
+
+
+def train_window_fn(family: Family, image_size: tf.Tensor):
+    """The crop rule for training images of one family."""
+    return lambda shape: random_crop_window(shape, family, image_size)
+
+
+def eval_window_fn(family: Family, image_size: int):
+    """The crop rule for evaluation: center crop, or whole image for large V2 sizes."""
+    if family.eval_crop_below is not None and image_size >= family.eval_crop_below:
+        return lambda shape: tf.stack([0, 0, shape[0], shape[1]])
+    return lambda shape: center_crop_window(shape, image_size)
+
+
+def resize(image: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor:
+    """Resize to a square with the family's method; float32 clipped to [0, 255]."""
+    image = tf.image.resize(image, tf.stack([image_size, image_size]), method=family.resize_method)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor:
+    """Resize a training crop, flip at random, and round down like a uint8 cast.
+
+    The official code casts to uint8 before RandAugment; keeping the values on
+    that integer grid makes our float ops match its results.
+    """
+    image = resize(image, image_size, family)
+    image = tf.image.random_flip_left_right(image)
+    return tf.cast(image, tf.uint8)

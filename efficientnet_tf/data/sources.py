@@ -1,0 +1,205 @@
+"""Where examples come from: image folders, TFDS, or arrays in memory.
+
+A `Source` holds one `Split` for training and one for evaluation, plus the
+class names. A split yields (payload, label) where the payload is a file path,
+encoded image bytes, or a decoded uint8 image (`Split.kind`); the pipeline
+decodes and crops accordingly. All checks that can fail do so here, before a
+pipeline is built, with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from efficientnet_tf.data.badfiles import BadFileLog
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
+
+
+@dataclasses.dataclass
+class Split:
+    """One split: a dataset factory, what its payloads are, and its size."""
+
+    make: Callable[[], tf.data.Dataset]
+    kind: str  # "path", "encoded" or "decoded"
+    size: int
+    bad_files: BadFileLog | None = None
+
+
+@dataclasses.dataclass
+class Source:
+    """Train and eval splits of one dataset, with its class names."""
+
+    name: str
+    train: Split
+    eval: Split
+    class_names: list[str]
+
+
+def _has_image_signature(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return any(head.startswith(sig) for sig in _SIGNATURES)
+
+
+def _list_class_files(root: str) -> dict[str, list[str]]:
+    """class name -> sorted image paths (recursive, extensions in any case)."""
+    if not os.path.isdir(root):
+        raise ValueError(f"Image folder {root!r} does not exist; pass a folder with one subfolder per class.")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ValueError(f"Image folder {root!r} has no class subfolders; put each class's images in root/<class>/.")
+    files = {}
+    for name in classes:
+        found = []
+        for dirpath, _, filenames in os.walk(os.path.join(root, name)):
+            found += [os.path.join(dirpath, f) for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not found:
+            raise ValueError(
+                f"Class folder {os.path.join(root, name)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                "add images or remove the folder."
+            )
+        files[name] = sorted(found)
+    return files
+
+
+def _screen(files: list[str], bad: BadFileLog) -> set[str]:
+    """Paths that are empty or not an image by their first bytes (checked in threads)."""
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        ok = list(pool.map(lambda p: os.path.getsize(p) > 0 and _has_image_signature(p), files))
+    rejected = [p for p, good in zip(files, ok) if not good]
+    bad.add(rejected, "while scanning (empty or not an image)")
+    return set(rejected)
+
+
+def _file_split(pairs: list[tuple[str, int]], bad: BadFileLog) -> Split:
+    paths = [p for p, _ in pairs]
+    labels = np.array([y for _, y in pairs], np.int32)
+    return Split(lambda: tf.data.Dataset.from_tensor_slices((paths, labels)), "path", len(pairs), bad)
+
+
+def folder_source(
+    train_dir: str,
+    eval_dir: str | None = None,
+    *,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+) -> Source:
+    """Images in train_dir/<class>/..., evaluated on eval_dir or a held-out fraction.
+
+    Without eval_dir, each class gives the same `validation_fraction` of its
+    files (chosen by `seed`, so the split is the same on every run) to eval.
+    """
+    train_files = _list_class_files(train_dir)
+    class_names = list(train_files)
+    if len(class_names) < 2:
+        raise ValueError(
+            f"Image folder {train_dir!r} has only the class {class_names[0]!r}; classification needs at least 2."
+        )
+    bad = BadFileLog(f"Images under {train_dir!r}")
+    if eval_dir is not None:
+        eval_files = _list_class_files(eval_dir)
+        unknown = sorted(set(eval_files) - set(class_names))
+        if unknown:
+            raise ValueError(f"Eval folder {eval_dir!r} has classes {unknown} that {train_dir!r} lacks; match them.")
+        rejected = _screen([p for fs in list(train_files.values()) + list(eval_files.values()) for p in fs], bad)
+        train = [(p, i) for i, c in enumerate(class_names) for p in train_files[c] if p not in rejected]
+        held = [(p, class_names.index(c)) for c, fs in eval_files.items() for p in fs if p not in rejected]
+    else:
+        if not 0.0 < validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}; or pass eval_dir.")
+        rejected = _screen([p for fs in train_files.values() for p in fs], bad)
+        rng = np.random.default_rng(seed)
+        train, held = [], []
+        for i, c in enumerate(class_names):
+            fs = [p for p in train_files[c] if p not in rejected]
+            order = rng.permutation(len(fs))
+            n_eval = int(round(len(fs) * validation_fraction)) if len(fs) > 1 else 0
+            held += [(fs[j], i) for j in sorted(order[:n_eval])]
+            train += [(fs[j], i) for j in sorted(order[n_eval:])]
+    if not train or not held:
+        raise ValueError(f"Image folder {train_dir!r} left no usable {'training' if not train else 'eval'} images.")
+    return Source(os.path.basename(os.path.normpath(train_dir)), _file_split(train, bad), _file_split(held, bad), class_names)
+
+
+def array_source(
+    train: tuple[np.ndarray, np.ndarray],
+    eval: tuple[np.ndarray, np.ndarray],
+    class_names: Sequence[str],
+    name: str = "arrays",
+) -> Source:
+    """Decoded uint8 images [N, H, W, 3] and integer labels held in memory."""
+    splits = []
+    for what, (images, labels) in (("train", train), ("eval", eval)):
+        images, labels = np.asarray(images), np.asarray(labels).astype(np.int32)
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{what} images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}.")
+        if len(images) != len(labels) or len(images) == 0:
+            raise ValueError(f"{what} needs as many labels as images (and at least one), got {len(images)}/{len(labels)}.")
+        splits.append(Split(lambda i=images, y=labels: tf.data.Dataset.from_tensor_slices((i, y)), "decoded", len(images)))
+    return Source(name, splits[0], splits[1], list(class_names))
+
+
+def tfds_source(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = None,
+    download: bool = False,
+) -> Source:
+    """A prepared TFDS image-classification dataset (images stay encoded until cropped).
+
+    Nothing is downloaded unless `download=True`; `manual_dir` (for
+    imagenet2012 and other manual datasets) prepares from local files. Without
+    `eval_split` the "validation" split is used, else "test", else the last
+    10% of the train split.
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # TFDS raises several types for unknown names
+        raise ValueError(f"TFDS has no dataset {name!r} ({type(e).__name__}); see `tfds.list_builders()`.") from None
+    if not builder.is_prepared():
+        if download or manual_dir:
+            config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+            builder.download_and_prepare(download_config=config)
+        else:
+            raise ValueError(
+                f"TFDS dataset {name!r} is not prepared in {builder.data_dir!r}. Prepare it once with "
+                f"`tfds build {name} --data_dir=<dir>` (online, or with --manual_dir=<dir> holding the "
+                "archives for manual datasets such as imagenet2012), or pass download=True / manual_dir=."
+            )
+    features = builder.info.features
+    image_key = next((k for k in ("image", "img") if k in features), None)
+    if image_key is None or "label" not in features or not hasattr(features["label"], "names"):
+        raise ValueError(f"TFDS dataset {name!r} is not image classification (needs 'image' and 'label' features).")
+    splits = builder.info.splits
+    if eval_split is None:
+        if "validation" in splits:
+            eval_split = "validation"
+        elif "test" in splits:
+            eval_split = "test"
+        else:
+            train_split, eval_split = f"{train_split}[:90%]", f"{train_split}[90%:]"
+
+    def make(split):
+        def load():
+            ds = builder.as_dataset(split=split, decoders={image_key: tfds.decode.SkipDecoding()}, shuffle_files=False)
+            return ds.map(lambda ex: (ex[image_key], tf.cast(ex["label"], tf.int32)))
+
+        return Split(load, "encoded", splits[split].num_examples)
+
+    return Source(name, make(train_split), make(eval_split), list(features["label"].names))
