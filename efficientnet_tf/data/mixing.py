@@ -65,17 +65,18 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup_alpha: tf.Tensor, cutm
     partner_labels = tf.reverse(labels, [0])
 
     lam = tf.where(use_mixup, mixup_weights(mixup_alpha, n), 1.0)
-    mask, covered = tf.cond(
-        tf.reduce_any(use_cutmix),
-        lambda: cutmix_masks(cutmix_alpha, n, shape[1], shape[2]),
-        lambda: (tf.zeros([n, shape[1], shape[2], 1]), tf.zeros([n])),
-    )
-    mask *= tf.cast(use_cutmix, tf.float32)[:, None, None, None]
-    covered = tf.where(use_cutmix, covered, 0.0)
+    mixed_images = partner_images + lam[:, None, None, None] * (images - partner_images)
+    label_weight = lam
 
-    # Own weight per pixel: lam for mixup, 1 - mask for cutmix, 1 otherwise.
-    own = lam[:, None, None, None] * (1.0 - mask)
-    mixed_images = partner_images + own * (images - partner_images)
-    label_weight = (lam * (1.0 - covered))[:, None]
-    mixed_labels = partner_labels + label_weight * (labels - partner_labels)
+    def cut(mixed_images, label_weight):
+        mask, covered = cutmix_masks(cutmix_alpha, n, shape[1], shape[2])
+        mask *= tf.cast(use_cutmix, tf.float32)[:, None, None, None]
+        mask = tf.tile(mask, [1, 1, 1, 3])  # broadcasting over channels is slow on CPU
+        mixed_images += mask * (partner_images - mixed_images)
+        return mixed_images, label_weight * (1.0 - tf.where(use_cutmix, covered, 0.0))
+
+    mixed_images, label_weight = tf.cond(
+        tf.reduce_any(use_cutmix), lambda: cut(mixed_images, label_weight), lambda: (mixed_images, label_weight)
+    )
+    mixed_labels = partner_labels + label_weight[:, None] * (labels - partner_labels)
     return mixed_images, mixed_labels
