@@ -62,6 +62,8 @@ def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: Mod
         with_top = classifier is not None and classifier.units == IMAGENET_CLASSES
         _load_legacy(model, imagenet_file(spec.name, include_top=with_top), spec)
         return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"weights must be None, 'imagenet' or a file path, got {weights!r}.")
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file {path!r} not found; pass weights=None, 'imagenet' or an existing file.")
@@ -93,9 +95,10 @@ def imagenet_file(name: str, include_top: bool = True) -> str:
             file_hash=md5_top if include_top else md5_notop,
         )
     except Exception as error:  # get_file raises bare Exception on network failure.
+        reason = str(error).rsplit(" -- ", 1)[-1]  # Drop get_file's repeat of the URL.
         raise OSError(
-            f"Could not download {base_url + file_name} ({error}). Offline? Download it elsewhere and "
-            f"put it at {cached} (or under $KERAS_HOME/models), or pass weights=<path to the file>."
+            f"Could not download {base_url + file_name} ({reason}). Offline? Download it elsewhere and "
+            f"put it at {cached}, or pass weights=<path to the file>."
         ) from None
 
 
@@ -136,8 +139,11 @@ def _load_own(model: keras.Model, path: str) -> None:
     try:
         model.load_weights(path)
     except (ValueError, KeyError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ValueError(f"{path!r} does not fit {model.name} (saved from another model?): {first_line}") from None
+        # Keras lists every failed object; its example error alone says what differs.
+        detail = str(error).split("List of objects")[0].split("Example error message for object")[-1]
+        detail = detail.split("Target variable:")[0]
+        detail = " ".join(detail.split())[:300]
+        raise ValueError(f"{path!r} does not fit {model.name} (saved from another model?): {detail}") from None
 
 
 def _attr_list(node: h5py.Group, name: str) -> list[str]:

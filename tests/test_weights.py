@@ -221,6 +221,8 @@ def test_imagenet_refuses_modified_architecture():
 
 
 def test_bad_files_give_one_line_errors(tmp_path):
+    with pytest.raises(TypeError, match="weights must be None, 'imagenet' or a file path"):
+        get_model("efficientnet-b0", weights=1, input_shape=SHAPE)
     missing = tmp_path / "missing.h5"
     with pytest.raises(FileNotFoundError, match="not found"):
         get_model("efficientnet-b0", weights=str(missing), input_shape=SHAPE)
