@@ -75,6 +75,7 @@ def _list_class_files(root: str) -> dict[str, list[str]]:
 
 def _screen(files: list[str], bad: BadFileLog) -> set[str]:
     """Paths that are empty or not an image by their first bytes (checked in threads)."""
+    files = sorted(set(files))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         ok = list(pool.map(lambda p: os.path.getsize(p) > 0 and _has_image_signature(p), files))
     rejected = [p for p, good in zip(files, ok) if not good]

@@ -1,0 +1,140 @@
+"""Image folders (formats, bad files, errors), TFDS (offline) and sharding."""
+
+import io
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from efficientnet_tf.data import folder_source, make_datasets, tfds_source
+
+
+def save(path, fmt="JPEG", mode="RGB", size=(20, 16), seed=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    a = (np.random.default_rng(seed).random((size[1], size[0], 3)) * 255).astype(np.uint8)
+    Image.fromarray(a).convert(mode).save(path, fmt)
+
+
+def jpeg_bytes():
+    buf = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "train"
+    for c in ("cat", "dog"):
+        save(f"{root}/{c}/a.JPG")
+        save(f"{root}/{c}/b.png", "PNG", "RGBA")
+        save(f"{root}/{c}/sub/c.jpeg", mode="L")
+        save(f"{root}/{c}/d.Bmp", "BMP")
+        save(f"{root}/{c}/e.gif", "GIF")
+        save(f"{root}/{c}/f.jpg", mode="CMYK", size=(4, 3))  # smaller than target
+        (root / c / "notes.txt").write_text("not an image, ignored by extension")
+    return root
+
+
+def read_all(ds):
+    return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+def test_folder_formats_and_deterministic_split(folder):
+    a, b = folder_source(str(folder), validation_fraction=0.34), folder_source(str(folder), validation_fraction=0.34)
+    assert a.class_names == ["cat", "dog"] and (a.train.size, a.eval.size) == (8, 4)
+    assert [p for p, _ in a.eval.make().as_numpy_iterator()] == [p for p, _ in b.eval.make().as_numpy_iterator()]
+    train_paths = {p for p, _ in a.train.make().as_numpy_iterator()}
+    assert not train_paths & {p for p, _ in a.eval.make().as_numpy_iterator()}
+    train, ev, info = make_datasets(a, family="efficientnet", image_size=24, batch_size=4, eval_batch_size=3)
+    assert sum(x.shape[0] for x, _ in read_all(train)) == 8
+    images = np.concatenate([x for x, _ in read_all(ev)])
+    assert images.shape == (4, 24, 24, 3) and info.bad_files == []
+
+
+def test_bad_files_are_skipped_counted_and_warned_once(folder, caplog):
+    cat = folder / "cat"
+    (cat / "zero.jpg").write_bytes(b"")
+    (cat / "text.png").write_text("hello, not a png")
+    (cat / "truncated.jpg").write_bytes(jpeg_bytes()[:200])
+    corrupt = bytearray(jpeg_bytes())
+    corrupt[400:420] = b"\x00" * 20  # breaks a marker mid-file: only decoding notices
+    (cat / "corrupt.jpg").write_bytes(bytes(corrupt))
+    caplog.set_level(logging.WARNING, logger="efficientnet_tf.data")
+    src = folder_source(str(folder), eval_dir=str(folder))
+    scan = [r for r in caplog.records if "while scanning" in r.getMessage()]
+    assert len(scan) == 1 and "skipped 2" in scan[0].getMessage() and "zero.jpg" in scan[0].getMessage()
+    train, _, info = make_datasets(src, family="efficientnetv2", image_size=16, batch_size=1, augmentation=None)
+    assert sum(x.shape[0] for x, _ in read_all(train)) == 12  # 14 pass the scan, 2 of them fail to decode
+    decode = [r for r in caplog.records if "failed to decode" in r.getMessage()]
+    assert len(decode) == 1 and "skipped 2" in decode[0].getMessage()
+    assert "truncated.jpg" in decode[0].getMessage() and "corrupt.jpg" in decode[0].getMessage()
+    assert len(info.bad_files) == 4
+
+
+@pytest.mark.parametrize(
+    "layout,match",
+    [
+        ({}, "no class subfolders"),
+        ({"only": 2}, "at least 2"),
+        ({"a": 2, "empty": 0}, "has no images"),
+    ],
+)
+def test_folder_errors_before_training(tmp_path, layout, match):
+    for c, n in layout.items():
+        os.makedirs(tmp_path / c)
+        for i in range(n):
+            save(f"{tmp_path}/{c}/{i}.png", "PNG")
+    with pytest.raises(ValueError, match=match):
+        folder_source(str(tmp_path))
+
+
+def test_missing_folder_and_eval_class_mismatch(folder, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        folder_source(str(tmp_path / "nope"))
+    save(f"{tmp_path}/val/cow/x.png", "PNG")
+    with pytest.raises(ValueError, match="cow"):
+        folder_source(str(folder), eval_dir=str(tmp_path / "val"))
+
+
+def test_tfds_dataset_through_tfds_testing_builder(tmp_path):
+    import tensorflow_datasets as tfds
+
+    tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()  # TFDS's offline fake MNIST
+    train, ev, info = make_datasets(
+        "dummy_mnist", data_dir=str(tmp_path), family="efficientnetv2-base", image_size=32, batch_size=4
+    )
+    assert info.class_names == [str(i) for i in range(10)] and (info.num_train, info.num_eval) == (20, 20)
+    x, y = next(iter(train))
+    assert x.shape == (4, 32, 32, 3) and y.shape == (4, 10)
+    assert sum(int(x.shape[0]) for x, _ in ev) == 20
+
+
+def test_tfds_not_prepared_fails_fast_with_instructions(tmp_path):
+    with pytest.raises(ValueError, match="tfds build cifar10"):
+        tfds_source("cifar10", data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="no dataset"):
+        tfds_source("no_such_dataset_xyz", data_dir=str(tmp_path))
+
+
+def test_tfds_mock_data_yields_batches(tmp_path):
+    import tensorflow_datasets as tfds
+
+    tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare()
+    with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path)):  # random images, real metadata
+        train, _, _ = make_datasets("dummy_mnist", data_dir=str(tmp_path), family="efficientnet", image_size=16, batch_size=4)
+        assert sum(int(x.shape[0]) for x, _ in train) == 12
+
+
+def test_sharding_splits_examples_between_workers(folder):
+    src = folder_source(str(folder), eval_dir=str(folder))
+    seen = []
+    for worker in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2)
+        _, ev, _ = make_datasets(src, family="efficientnet", image_size=16, batch_size=4, input_context=ctx)
+        batches = read_all(ev)
+        assert max(x.shape[0] for x, _ in batches) == 2  # per-replica batch
+        seen.append(sum(x.shape[0] for x, _ in batches))
+    assert seen == [6, 6]
