@@ -27,24 +27,29 @@ log = logging.getLogger(__name__)
 _V1_URL = "https://storage.googleapis.com/keras-applications/"
 _V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
 
-# Our name -> (keras file stem, base URL, md5 with top, md5 without top),
-# copied from keras/src/applications/efficientnet.py and efficientnet_v2.py.
+# md5 of Keras' file with and without the top, from keras/src/applications/efficientnet.py and
+# efficientnet_v2.py.
+_MD5 = {
+    "efficientnet-b0": ("902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
+    "efficientnet-b1": ("1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
+    "efficientnet-b2": ("b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
+    "efficientnet-b3": ("ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
+    "efficientnet-b4": ("18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
+    "efficientnet-b5": ("ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
+    "efficientnet-b6": ("165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
+    "efficientnet-b7": ("8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
+    "efficientnetv2-b0": ("21ecbf6da12460d5c40bb2f29ceb2188", "893217f2bb855e2983157299931e43ff"),
+    "efficientnetv2-b1": ("069f0534ff22adf035c89e2d9547a9dc", "0e80663031ca32d657f9caa404b6ec37"),
+    "efficientnetv2-b2": ("424e49f28180edbde1e94797771950a7", "1dfe2e7a5d45b6632553a8961ea609eb"),
+    "efficientnetv2-b3": ("1f1fc43bd98a6e4fd8fdfd551e02c7a0", "f6abf7b5849ac99a89b50dd3fd532856"),
+    "efficientnetv2-s": ("e1d88a8495beba45748fedd0cecbe016", "af0682fb74e8c54910f2d4393339c070"),
+    "efficientnetv2-m": ("a3bf6aa3276309f4fc6a34aa114c95cd", "1b8dc055df72dde80d614482840fe342"),
+    "efficientnetv2-l": ("27e6d408b53c7ebc868fefa357689935", "b0b66b5c863aef5b46e8608fe1711615"),
+}
+# Our name -> (keras file stem, base URL, md5 with top, md5 without top).
 PUBLISHED = {
-    "efficientnet-b0": ("efficientnetb0", _V1_URL, "902e53a9f72be733fc0bcb005b3ebbac", "50bc09e76180e00e4465e1a485ddc09d"),
-    "efficientnet-b1": ("efficientnetb1", _V1_URL, "1d254153d4ab51201f1646940f018540", "74c4e6b3e1f6a1eea24c589628592432"),
-    "efficientnet-b2": ("efficientnetb2", _V1_URL, "b15cce36ff4dcbd00b6dd88e7857a6ad", "111f8e2ac8aa800a7a99e3239f7bfb39"),
-    "efficientnet-b3": ("efficientnetb3", _V1_URL, "ffd1fdc53d0ce67064dc6a9c7960ede0", "af6d107764bb5b1abb91932881670226"),
-    "efficientnet-b4": ("efficientnetb4", _V1_URL, "18c95ad55216b8f92d7e70b3a046e2fc", "ebc24e6d6c33eaebbd558eafbeedf1ba"),
-    "efficientnet-b5": ("efficientnetb5", _V1_URL, "ace28f2a6363774853a83a0b21b9421a", "38879255a25d3c92d5e44e04ae6cec6f"),
-    "efficientnet-b6": ("efficientnetb6", _V1_URL, "165f6e37dce68623721b423839de8be5", "9ecce42647a20130c1f39a5d4cb75743"),
-    "efficientnet-b7": ("efficientnetb7", _V1_URL, "8c03f828fec3ef71311cd463b6759d99", "cbcfe4450ddf6f3ad90b1b398090fe4a"),
-    "efficientnetv2-b0": ("efficientnetv2-b0", _V2_URL, "21ecbf6da12460d5c40bb2f29ceb2188", "893217f2bb855e2983157299931e43ff"),
-    "efficientnetv2-b1": ("efficientnetv2-b1", _V2_URL, "069f0534ff22adf035c89e2d9547a9dc", "0e80663031ca32d657f9caa404b6ec37"),
-    "efficientnetv2-b2": ("efficientnetv2-b2", _V2_URL, "424e49f28180edbde1e94797771950a7", "1dfe2e7a5d45b6632553a8961ea609eb"),
-    "efficientnetv2-b3": ("efficientnetv2-b3", _V2_URL, "1f1fc43bd98a6e4fd8fdfd551e02c7a0", "f6abf7b5849ac99a89b50dd3fd532856"),
-    "efficientnetv2-s": ("efficientnetv2-s", _V2_URL, "e1d88a8495beba45748fedd0cecbe016", "af0682fb74e8c54910f2d4393339c070"),
-    "efficientnetv2-m": ("efficientnetv2-m", _V2_URL, "a3bf6aa3276309f4fc6a34aa114c95cd", "1b8dc055df72dde80d614482840fe342"),
-    "efficientnetv2-l": ("efficientnetv2-l", _V2_URL, "27e6d408b53c7ebc868fefa357689935", "b0b66b5c863aef5b46e8608fe1711615"),
+    name: (name, _V2_URL, *md5) if name.startswith("efficientnetv2") else (name.replace("-", ""), _V1_URL, *md5)
+    for name, md5 in _MD5.items()
 }
 IMAGENET_CLASSES = 1000
 _CLASSIFIER = "predictions"
@@ -209,7 +214,9 @@ def _load_legacy(model: keras.Model, path: str, spec: ModelSpec) -> None:
     assignments = []
     for name, layer in targets.items():
         if name not in stored:
-            raise ValueError(f"{path!r} has no weights for layer {name} of {model.name}; it was saved from another model.")
+            raise ValueError(
+                f"{path!r} has no weights for layer {name} of {model.name}; it was saved from another model."
+            )
         values = stored.pop(name)
         if len(values) != len(layer.weights):
             raise ValueError(
