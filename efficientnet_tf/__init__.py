@@ -10,6 +10,7 @@ from efficientnet_tf.model import (
     build_model, features_model, get_model,
 )
 from efficientnet_tf.flops import count_flops
+from efficientnet_tf.weights import imagenet_file
 from efficientnet_tf.registry import ModelSpec, compound_scaling, get_spec, model_names
 
 __version__ = "0.1.0"

@@ -198,7 +198,9 @@ def get_model(
       name: a registry name such as ``"efficientnetv2-s"`` (see
         ``efficientnet_tf.model_names()``).
       weights: None (random init), ``"imagenet"``, or a weights file path
-        (ours, or a keras.applications HDF5 file).
+        (ours, or a keras.applications HDF5 file). With ``"imagenet"`` and
+        ``num_classes != 1000`` the backbone is loaded and the classifier
+        starts fresh, ready for fine-tuning.
       features_only: return a backbone whose output is a dict of
         ``reduction_1`` .. ``reduction_5`` feature maps (strides 2 to 32).
       blocks, width, depth: override the named architecture.
