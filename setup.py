@@ -12,6 +12,10 @@ setup(
         "tensorflow-datasets",
         "keras-cv",
         "absl-py",
+        "h5py",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist", "h5py", "pillow"]},
+    extras_require={
+        # importlib_resources: TFDS testing builders import it.
+        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources"],
+    },
 )
