@@ -89,6 +89,29 @@ def _bn(momentum: float, epsilon: float, name: str, dtype=None) -> BatchNorm:
     return BatchNorm(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
 
 
+def _conv_bn(conv: keras.layers.Layer, bn: BatchNorm, x, training):
+    """`bn(conv(x))`; at inference the BN is folded into the kernel and a bias.
+
+    oneDNN (TF's CPU backend) fuses a convolution with a following BiasAdd,
+    but not with a bfloat16 FusedBatchNorm, nor a depthwise convolution with
+    any; folding saves that separate pass over the activations. Weights and
+    layers stay as they are, only the arithmetic is reordered (under bfloat16
+    the folded kernel is rounded once more). Training needs batch statistics,
+    so it runs the layers unchanged.
+    """
+    if training and bn.trainable:
+        return bn(conv(x), training=True)
+    scale = tf.cast(bn.gamma, "float32") * tf.math.rsqrt(tf.cast(bn.moving_variance, "float32") + bn.epsilon)
+    shift = tf.cast(bn.beta, "float32") - tf.cast(bn.moving_mean, "float32") * scale
+    kernel = tf.cast(conv.kernel, "float32")
+    strides = [1, *conv.strides, 1]
+    if isinstance(conv, keras.layers.DepthwiseConv2D):  # kernel (k, k, channels, 1)
+        y = tf.nn.depthwise_conv2d(x, tf.cast(kernel * scale[:, None], x.dtype), strides, "SAME")
+    else:
+        y = tf.nn.conv2d(x, tf.cast(kernel * scale, x.dtype), strides, "SAME")
+    return tf.nn.bias_add(y, tf.cast(shift, x.dtype))
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class StochasticDepth(keras.layers.Layer):
     """Drops the whole residual branch per sample, scaling survivors by 1/p."""
@@ -328,11 +351,11 @@ class MBConv(_Block):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_conv is not None:
-            x = self.act(self.expand_bn(self.expand_conv(x), training=training))
-        x = self.act(self.bn(self.dwconv(x), training=training))
+            x = self.act(_conv_bn(self.expand_conv, self.expand_bn, x, training))
+        x = self.act(_conv_bn(self.dwconv, self.bn, x, training))
         if self.se is not None:
             x = self.se(x)
-        x = self.project_bn(self.project_conv(x), training=training)
+        x = _conv_bn(self.project_conv, self.project_bn, x, training)
         return self._finish(inputs, x, training)
 
     def conv_layers(self):
@@ -378,10 +401,10 @@ class FusedMBConv(_Block):
     def call(self, inputs, training=None):
         x = inputs
         if self.expand_conv is not None:
-            x = self.act(self.expand_bn(self.expand_conv(x), training=training))
+            x = self.act(_conv_bn(self.expand_conv, self.expand_bn, x, training))
         if self.se is not None:
             x = self.se(x)
-        x = self.project_bn(self.project_conv(x), training=training)
+        x = _conv_bn(self.project_conv, self.project_bn, x, training)
         if self.expand_conv is None:
             x = self.act(x)
         return self._finish(inputs, x, training)
