@@ -8,6 +8,7 @@ explicit shapes, so weights can be loaded into a freshly deserialized model.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import keras
@@ -96,11 +97,15 @@ def _conv_bn(conv: keras.layers.Layer, bn: BatchNorm, x, training):
     but not with a bfloat16 FusedBatchNorm, nor a depthwise convolution with
     any; folding saves that separate pass over the activations. Weights and
     layers stay as they are, only the arithmetic is reordered (under bfloat16
-    the folded kernel is rounded once more). Training needs batch statistics,
-    so it runs the layers unchanged.
+    the folded kernel is rounded once more). Folding costs a pass over the
+    kernel per call, so it is skipped where the kernel outweighs the BN's
+    output (batch 1 in late stages) or shapes are unknown. Training needs
+    batch statistics, so it runs the layers unchanged.
     """
-    if training and bn.trainable:
-        return bn(conv(x), training=True)
+    n, h, w = x.shape[:3]
+    outputs = None if None in (n, h, w) else n * h * w * bn.gamma.shape[0] // (conv.strides[0] * conv.strides[1])
+    if (training and bn.trainable) or outputs is None or outputs < math.prod(conv.kernel.shape):
+        return bn(conv(x), training=training)
     scale = tf.cast(bn.gamma, "float32") * tf.math.rsqrt(tf.cast(bn.moving_variance, "float32") + bn.epsilon)
     shift = tf.cast(bn.beta, "float32") - tf.cast(bn.moving_mean, "float32") * scale
     kernel = tf.cast(conv.kernel, "float32")
