@@ -4,6 +4,9 @@ The learnability check of the synthetic data (target: >= 90% in a few minutes
 on a 2-core CPU):
 
     PYTHONPATH=. python benchmarks/train_synthetic.py [--epochs 8] [--size 64]
+
+Trains in mixed_bfloat16 by default (about 1.8x faster on a CPU with bf16
+support); pass --precision float32 to compare.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ from efficientnet_tf.data import make_datasets, synthetic_source
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--train-images", type=int, default=6000)
+    parser.add_argument("--train-images", type=int, default=3000)
+    parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64, help="render, train and eval resolution")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--magnitude", type=float, default=5.0, help="RandAugment magnitude (0 = off)")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (Adam, warmup + cosine)")
+    parser.add_argument("--magnitude", type=float, default=0.0,
+                        help="RandAugment magnitude (0 = off; its Invert/Solarize/Equalize ops change hue, half the label)")
+    parser.add_argument("--precision", default="mixed_bfloat16", help="Keras dtype policy, e.g. float32")
     args = parser.parse_args()
 
     keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(args.precision)
     start = time.perf_counter()
-    source = synthetic_source(num_classes=args.classes, resolution=args.size, train_size=args.train_images, eval_size=1000)
+    source = synthetic_source(num_classes=args.classes, resolution=args.size, train_size=args.train_images, eval_size=args.eval_images)
     train, evaluation, info = make_datasets(
         source, family="efficientnetv2-base", image_size=args.size, batch_size=args.batch_size,
         randaug_magnitude=args.magnitude, cache_eval=True,
@@ -37,7 +45,7 @@ def main() -> None:
     print(f"rendered {info.num_train}+{info.num_eval} images in {time.perf_counter() - start:.0f}s")
     model = efficientnet_tf.get_model("efficientnetv2-b0", num_classes=info.num_classes)
     steps = args.epochs * (info.num_train // args.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=2e-3, warmup_steps=steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=args.lr, warmup_steps=steps // 10)
     model.compile(
         keras.optimizers.Adam(schedule),
         keras.losses.CategoricalCrossentropy(label_smoothing=0.1),

@@ -20,7 +20,7 @@ def test_train_and_eval_specs_and_ranges(small):
     np.testing.assert_allclose(tf.reduce_sum(y, 1).numpy(), 1.0, atol=1e-5)
     assert len(list(train)) == 64 // 8
     assert sum(int(x.shape[0]) for x, _ in ev) == 20 and ev.element_spec[1].shape[-1] == 4
-    assert info.class_names == ["warm_circle", "cool_circle", "warm_square", "cool_square"]
+    assert info.class_names == ["red_circle", "yellow_circle", "green_circle", "blue_circle"]
 
 
 def test_size_change_shows_in_a_few_batches_without_rebuilding(small):
@@ -70,9 +70,14 @@ def test_synthetic_is_deterministic_split_and_resolution_free():
     big, _ = synthetic.render_split(2, 10, 100, seed=3, stream=0)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert big.shape == (2, 100, 100, 3) and list(la) == [0, 1, 2, 3, 4, 5]
-    assert len(set(synthetic.class_names(16))) == 16
-    with pytest.raises(ValueError, match="2 to 16"):
-        synthetic.class_names(17)
+    assert len(set(synthetic.class_names(synthetic.MAX_CLASSES))) == synthetic.MAX_CLASSES == 40
+    with pytest.raises(ValueError, match="2 to 40"):
+        synthetic.class_names(41)
+    # 10 classes = 5 color families x 2 shapes, each family and shape used equally.
+    names = synthetic.class_names(10)
+    assert len({n.split("_")[0] for n in names}) == 5 and len({n.split("_")[1] for n in names}) == 2
+    _, labels = synthetic.render_split(50, 10, 16, seed=0, stream=0)
+    assert list(np.bincount(labels)) == [5] * 10
 
 
 def test_tiny_cnn_learns_synthetic_well_above_chance():
@@ -91,4 +96,17 @@ def test_tiny_cnn_learns_synthetic_well_above_chance():
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     model.fit(train, epochs=12, verbose=0)
     accuracy = model.evaluate(ev, verbose=0)[1]
-    assert accuracy > 0.4, accuracy  # chance is 0.1
+    assert accuracy > 0.7, accuracy  # chance is 0.1
+
+
+def test_synthetic_only_the_main_object_has_a_class_color():
+    import colorsys
+
+    images, labels = synthetic.render_split(20, 10, 48, seed=1, stream=0)
+    centers = list(synthetic.FAMILIES.values())
+    for image, label in zip(images, labels):
+        hsv = np.array([colorsys.rgb_to_hsv(*p) for p in image.reshape(-1, 3) / 255.0])
+        vivid = hsv[hsv[:, 1] > 0.6]  # background and clutter are desaturated
+        assert 0.05 < len(vivid) / len(hsv) < 0.9  # a big object, not the whole image
+        hue = np.median(vivid[:, 0] if centers[label % 5] > 0.1 else (vivid[:, 0] + 0.5) % 1.0 - 0.5)
+        assert abs(hue - centers[label % 5]) < 0.05, (label, hue)

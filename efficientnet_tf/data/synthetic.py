@@ -1,10 +1,15 @@
 """A procedural image dataset that needs no download ("shapes").
 
-Each class is a shape kind in a color family (e.g. "warm_star"), drawn large
-at a random position, scale and rotation over a textured background with small
-distractor shapes of any kind and color. Images are rendered with numpy at any
-resolution, the same for the same seed; train and eval come from separate
-random streams, so the splits never overlap and never change.
+Each class is a shape kind in a saturated color family (e.g. "red_circle"),
+drawn large at a random position near the middle (so random crops rarely
+miss it), scale, rotation, shade and texture over a
+muted, mildly textured background with small, desaturated distractor shapes
+(never in a class color). Classes differ in color family AND shape: class k is
+family k % 5 and shape k // 5, so 10 classes are 5 hue families x 2 very
+different shapes (circle, cross); up to MAX_CLASSES = 5 x 8 = 40 classes.
+Images are rendered with numpy at any resolution, the same for the same seed;
+train and eval come from separate random streams, so the splits never overlap
+and never change.
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ import numpy as np
 
 from efficientnet_tf.data.sources import Source, array_source
 
-SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "hexagon", "rhombus")
-FAMILIES = {"warm": (-0.06, 0.14), "cool": (0.48, 0.68)}  # hue ranges, far apart
+# Ordered so that the first shapes (used by <= 10 classes) are the most different.
+SHAPES = ("circle", "cross", "triangle", "ring", "square", "star", "hexagon", "rhombus")
+# Hue centers 0.2 apart; a class color stays within +-HUE_JITTER of its center.
+FAMILIES = {"red": 0.0, "yellow": 0.16, "green": 0.36, "blue": 0.6, "magenta": 0.82}
+HUE_JITTER = 0.03
 MAX_CLASSES = len(SHAPES) * len(FAMILIES)
 
 
 def class_names(num_classes: int) -> list[str]:
-    """Class k is shape k // 2 in family k % 2."""
+    """Class k is color family k % 5 and shape k // 5."""
     if not 2 <= num_classes <= MAX_CLASSES:
         raise ValueError(f"The synthetic dataset has 2 to {MAX_CLASSES} classes, got {num_classes}.")
-    families = list(FAMILIES)
-    return [f"{families[k % 2]}_{SHAPES[k // 2]}" for k in range(num_classes)]
+    families, n = list(FAMILIES), len(FAMILIES)
+    return [f"{families[k % n]}_{SHAPES[k // n]}" for k in range(num_classes)]
 
 
 def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -40,7 +48,7 @@ def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if kind == "cross":
         return ((abs(u) <= 0.3) & (abs(v) <= 1.0)) | ((abs(v) <= 0.3) & (abs(u) <= 1.0))
     if kind == "ring":
-        return (rho <= 1.0) & (rho >= 0.6)
+        return (rho <= 1.0) & (rho >= 0.55)
     if kind == "star":
         tooth = np.abs(((phi * 5 / (2 * np.pi)) % 1.0) - 0.5) * 2.0  # 1 at the points
         return rho <= 0.4 + 0.6 * tooth
@@ -60,15 +68,16 @@ def render(label: int, num_classes: int, resolution: int, rng: np.random.Generat
     family, kind = names[label].split("_")
     y, x = np.mgrid[0:resolution, 0:resolution].astype(np.float32) / resolution
 
-    # Background: muted color, gradient and a striped texture.
-    base = _hsv(rng.random(), rng.uniform(0.0, 0.35), rng.uniform(0.25, 0.85))
+    # Background: muted (low saturation) color, gradient and a mild striped texture.
+    base = _hsv(rng.random(), rng.uniform(0.0, 0.2), rng.uniform(0.3, 0.8))
     angle = rng.uniform(0, np.pi)
     along = x * np.cos(angle) + y * np.sin(angle)
-    stripes = np.sin(2 * np.pi * rng.uniform(3, 12) * along + rng.uniform(0, 6.3)) * rng.uniform(0.02, 0.12)
-    image = base[None, None, :] * (0.8 + 0.4 * along[..., None]) + stripes[..., None]
+    stripes = np.sin(2 * np.pi * rng.uniform(3, 12) * along + rng.uniform(0, 6.3)) * rng.uniform(0.01, 0.06)
+    image = base[None, None, :] * (0.85 + 0.3 * along[..., None]) + stripes[..., None]
 
-    def paint(kind_: str, color: np.ndarray, radius: float, texture: float) -> None:
-        cy, cx = rng.uniform(0.5 - (0.5 - radius * 0.6), 0.5 + (0.5 - radius * 0.6), size=2)
+    def paint(kind_: str, color: np.ndarray, radius: float, texture: float, spread: float = 0.5) -> None:
+        reach = min(spread, 0.5 - radius * 0.7)  # how far the center may stray from the middle
+        cy, cx = rng.uniform(0.5 - reach, 0.5 + reach, size=2)
         theta = rng.uniform(0, 2 * np.pi)
         dx, dy = (x - cx) / radius, (y - cy) / radius
         u = dx * np.cos(theta) + dy * np.sin(theta)
@@ -77,14 +86,14 @@ def render(label: int, num_classes: int, resolution: int, rng: np.random.Generat
         shade = 1.0 + texture * np.sin(2 * np.pi * rng.uniform(2, 6) * u)[..., None]
         image[:] = np.where(mask, color[None, None, :] * shade, image)
 
-    for _ in range(rng.integers(2, 6)):  # clutter: small shapes of any kind and color
-        paint(SHAPES[rng.integers(len(SHAPES))], _hsv(rng.random(), rng.uniform(0.3, 1), rng.uniform(0.3, 1)),
-              rng.uniform(0.05, 0.11), 0.0)  # fmt: skip
-    low, high = FAMILIES[family]
-    paint(kind, _hsv(rng.uniform(low, high), rng.uniform(0.65, 1.0), rng.uniform(0.65, 1.0)),
-          rng.uniform(0.18, 0.36), rng.uniform(0.0, 0.15))  # fmt: skip
+    for _ in range(rng.integers(1, 5)):  # clutter: small, desaturated shapes of any kind
+        paint(SHAPES[rng.integers(len(SHAPES))], _hsv(rng.random(), rng.uniform(0.0, 0.25), rng.uniform(0.2, 0.95)),
+              rng.uniform(0.04, 0.08), 0.0)  # fmt: skip
+    hue = FAMILIES[family] + rng.uniform(-HUE_JITTER, HUE_JITTER)
+    paint(kind, _hsv(hue, rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0)),
+          rng.uniform(0.3, 0.45), rng.uniform(0.0, 0.1), spread=0.18)  # fmt: skip
 
-    image += rng.normal(0, 0.03, image.shape).astype(np.float32)
+    image += rng.normal(0, 0.02, image.shape).astype(np.float32)
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
