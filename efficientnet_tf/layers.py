@@ -86,10 +86,6 @@ class BatchNorm(keras.layers.BatchNormalization):
         return outputs
 
 
-def _bn(momentum: float, epsilon: float, name: str, dtype=None) -> BatchNorm:
-    return BatchNorm(momentum=momentum, epsilon=epsilon, name=name, dtype=dtype)
-
-
 def _conv_bn(conv: keras.layers.Layer, bn: BatchNorm, x, training):
     """`bn(conv(x))`; at inference the BN is folded into the kernel and a bias.
 
@@ -274,6 +270,12 @@ class _Block(keras.layers.Layer):
             self.stochastic_depth = StochasticDepth(self.drop_rate, name="drop", dtype=self.dtype_policy)
         self.act = keras.layers.Activation(activation, dtype=self.dtype_policy)
 
+    def _new_bn(self, name: str) -> "BatchNorm":
+        return BatchNorm(momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name, dtype=self.dtype_policy)
+
+    def _new_conv(self, filters: int, kernel_size: int, strides: int, name: str) -> keras.layers.Conv2D:
+        return _conv(filters, kernel_size, strides, name=name, dtype=self.dtype_policy)
+
     def _finish(self, inputs, x, training):
         if not self.has_residual:
             return x
@@ -326,19 +328,17 @@ class MBConv(_Block):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        bn = lambda name: _bn(self.bn_momentum, self.bn_epsilon, name, self.dtype_policy)  # noqa: E731
-        dt = dict(dtype=self.dtype_policy)
         self.expand_conv = self.expand_bn = None
         if self.expand_ratio != 1:
-            self.expand_conv = _conv(self.expanded_filters, 1, name="expand_conv", **dt)
-            self.expand_bn = bn("expand_bn")
+            self.expand_conv = self._new_conv(self.expanded_filters, 1, 1, "expand_conv")
+            self.expand_bn = self._new_bn("expand_bn")
         self.dwconv = keras.layers.DepthwiseConv2D(
             self.kernel_size, strides=self.strides, padding="same", use_bias=False,
-            depthwise_initializer=keras.initializers.get(CONV_INITIALIZER), name="dwconv", **dt,
+            depthwise_initializer=keras.initializers.get(CONV_INITIALIZER), name="dwconv", dtype=self.dtype_policy,
         )
-        self.bn = bn("bn")
-        self.project_conv = _conv(self.output_filters, 1, name="project_conv", **dt)
-        self.project_bn = bn("project_bn")
+        self.bn = self._new_bn("bn")
+        self.project_conv = self._new_conv(self.output_filters, 1, 1, "project_conv")
+        self.project_bn = self._new_bn("project_bn")
 
     def build(self, input_shape):
         h, w = input_shape[1], input_shape[2]
@@ -382,16 +382,14 @@ class FusedMBConv(_Block):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        bn = lambda name: _bn(self.bn_momentum, self.bn_epsilon, name, self.dtype_policy)  # noqa: E731
-        dt = dict(dtype=self.dtype_policy)
         self.expand_conv = self.expand_bn = None
         if self.expand_ratio != 1:
-            self.expand_conv = _conv(self.expanded_filters, self.kernel_size, self.strides, name="expand_conv", **dt)
-            self.expand_bn = bn("expand_bn")
-            self.project_conv = _conv(self.output_filters, 1, name="project_conv", **dt)
+            self.expand_conv = self._new_conv(self.expanded_filters, self.kernel_size, self.strides, "expand_conv")
+            self.expand_bn = self._new_bn("expand_bn")
+            self.project_conv = self._new_conv(self.output_filters, 1, 1, "project_conv")
         else:
-            self.project_conv = _conv(self.output_filters, self.kernel_size, self.strides, name="project_conv", **dt)
-        self.project_bn = bn("project_bn")
+            self.project_conv = self._new_conv(self.output_filters, self.kernel_size, self.strides, "project_conv")
+        self.project_bn = self._new_bn("project_bn")
 
     def build(self, input_shape):
         e, o = self.expanded_filters, self.output_filters
