@@ -3,7 +3,7 @@
 The learnability check of the synthetic data (target: >= 90% in a few minutes
 on a 2-core CPU):
 
-    PYTHONPATH=. python benchmarks/train_synthetic.py [--epochs 8] [--size 64]
+    PYTHONPATH=. python benchmarks/train_synthetic.py [--epochs 10] [--size 64]
 
 Trains in mixed_bfloat16 by default (about 1.8x faster on a CPU with bf16
 support); pass --precision float32 to compare.
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=3000)
     parser.add_argument("--eval-images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64, help="render, train and eval resolution")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (Adam, warmup + cosine)")
     parser.add_argument("--magnitude", type=float, default=0.0,
