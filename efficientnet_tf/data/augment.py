@@ -56,8 +56,14 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
 
     The batch is split by op (one partition for all geometric ops, one for
     untouched images), each part is processed as a batch, and the parts are
-    stitched back in order: two copies of the batch in all.
+    stitched back in order: two copies of the batch in all. Images may be
+    uint8 or float (whole numbers in [0, 255]); the split and the stitch move
+    uint8 (a quarter of the bytes), and each pixel op sees float32 for its part
+    only. The result has the input's dtype.
     """
+    dtype = images.dtype
+    if dtype != tf.uint8:
+        images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     shape = tf.shape(images)
     pixel_names = [name for name in RANDAUGMENT_OPS if name in image_ops.PIXEL_OPS]
     part_of_op = [pixel_names.index(n) if n in pixel_names else len(pixel_names) for n in RANDAUGMENT_OPS]
@@ -78,13 +84,19 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
     outputs = []
     for p, name in enumerate(pixel_names):
         op = image_ops.PIXEL_OPS[name]
-        outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: op(x, level_parts[p], consts)))
+        outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: _on_float(op, x, level_parts[p], consts)))
     geometric_matrices = tf.dynamic_partition(matrices, part, num_parts)[geometric_part]
     outputs.append(
         _unless_empty(image_parts[geometric_part], lambda x: image_ops.transform(x, geometric_matrices))
     )
     outputs.append(image_parts[identity_part])
-    return tf.reshape(tf.dynamic_stitch(positions, outputs), shape)
+    out = tf.reshape(tf.dynamic_stitch(positions, outputs), shape)
+    return out if dtype == tf.uint8 else tf.cast(out, dtype)
+
+
+def _on_float(op, images: tf.Tensor, level: tf.Tensor, consts: dict) -> tf.Tensor:
+    """A pixel op on uint8 images: float32 in, whole numbers in [0, 255] out, uint8 back."""
+    return tf.cast(op(tf.cast(images, tf.float32), level, consts), tf.uint8)
 
 
 def _unless_empty(images: tf.Tensor, fn) -> tf.Tensor:
@@ -94,16 +106,20 @@ def _unless_empty(images: tf.Tensor, fn) -> tf.Tensor:
 
 def randaugment(images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2) -> tf.Tensor:
     """Official RandAugment: `num_layers` ops drawn uniformly and independently per image."""
+    dtype = images.dtype
+    images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     batch = tf.shape(images)[0]
     level = tf.fill([batch], tf.cast(magnitude, tf.float32))
     for _ in range(num_layers):
         op_index = tf.random.uniform([batch], 0, len(RANDAUGMENT_OPS), tf.int32)
         images = apply_ops(images, op_index, level, RANDAUGMENT_CONSTS)
-    return images
+    return tf.cast(images, dtype)
 
 
 def autoaugment(images: tf.Tensor) -> tf.Tensor:
     """AutoAugment policy v0: one random sub-policy per image, each op with its probability."""
+    dtype = images.dtype
+    images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     batch = tf.shape(images)[0]
     sub_policy = tf.random.uniform([batch], 0, len(POLICY_V0), tf.int32)
     for stage in range(2):
@@ -113,4 +129,4 @@ def autoaugment(images: tf.Tensor) -> tf.Tensor:
         applied = tf.random.uniform([batch]) < tf.gather(probs, sub_policy)
         op_index = tf.where(applied, tf.gather(ops, sub_policy), -1)
         images = apply_ops(images, op_index, tf.gather(levels, sub_policy), AUTOAUGMENT_CONSTS)
-    return images
+    return tf.cast(images, dtype)

@@ -173,15 +173,16 @@ def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
 
     Runs on uint8 (the values are whole numbers), which is faster than float.
     """
+    dtype = images.dtype
     moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.cast(images, tf.uint8),
+        images=images if dtype == tf.uint8 else tf.cast(images, tf.uint8),
         transforms=matrices,
         output_shape=tf.shape(images)[1:3],
         fill_value=FILL,
         interpolation="NEAREST",
         fill_mode="CONSTANT",
     )
-    return tf.cast(moved, tf.float32)
+    return moved if dtype == tf.uint8 else tf.cast(moved, dtype)
 
 
 PIXEL_OPS = {

@@ -130,12 +130,14 @@ def make_train_dataset(
     ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
 
     def augment_batch(images, labels):
-        images = tf.cast(images, tf.float32)
+        # RandAugment/AutoAugment take the uint8 batch as is (their values stay
+        # on the uint8 grid), so the batch becomes float32 only for Mixup.
         if augmentation == "randaugment":
             magnitude = state.randaug_magnitude.read_value()
             images = tf.cond(magnitude > 0, lambda: augment.randaugment(images, magnitude, randaug_layers), lambda: images)
         elif augmentation == "autoaugment":
             images = augment.autoaugment(images)
+        images = tf.cast(images, tf.float32)
         images, labels = mixing.mix_batch(images, labels, state.mixup_alpha.read_value(), state.cutmix_alpha.read_value())
         images.set_shape([batch_size, None, None, 3])
         return images, labels
