@@ -12,8 +12,21 @@ from efficientnet_tf.layers import FusedMBConv, MBConv
 def _conv_macs(layer: keras.layers.Layer, height: int, width: int) -> tuple[int, int, int]:
     stride = layer.strides[0]
     out_h, out_w = -(-height // stride), -(-width // stride)
-    kh, kw, cin, cout = layer.kernel.shape
+    kh, kw, cin, cout = layer.kernel.shape  # depthwise: (kh, kw, channels, 1)
     return out_h * out_w * kh * kw * cin * cout, out_h, out_w
+
+
+def _block_macs(block: MBConv | FusedMBConv, height: int, width: int) -> tuple[int, int, int]:
+    """Convolutions in execution order; squeeze-excite works on the pooled 1x1 map."""
+    squeeze_excite = (block.se.reduce, block.se.expand) if block.se is not None else ()
+    total = 0
+    for layer in block.weight_layers():
+        if layer in squeeze_excite:
+            total += _conv_macs(layer, 1, 1)[0]
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            macs, height, width = _conv_macs(layer, height, width)
+            total += macs
+    return total, height, width
 
 
 def count_flops(model_or_name: Union[keras.Model, str], image_size: Optional[int] = None) -> int:
@@ -42,7 +55,7 @@ def count_flops(model_or_name: Union[keras.Model, str], image_size: Optional[int
     total = 0
     for layer in model.layers:
         if isinstance(layer, (MBConv, FusedMBConv)):
-            macs, height, width = layer.flops(height, width)
+            macs, height, width = _block_macs(layer, height, width)
         elif isinstance(layer, keras.layers.Conv2D):
             macs, height, width = _conv_macs(layer, height, width)
         elif isinstance(layer, keras.layers.Dense):

@@ -230,7 +230,7 @@ class SqueezeExcite(keras.layers.Layer):
 
 
 class _Block(keras.layers.Layer):
-    """What MBConv and Fused-MBConv share: config, residual and FLOPs."""
+    """What MBConv and Fused-MBConv share: config and the residual."""
 
     def __init__(
         self,
@@ -288,22 +288,6 @@ class _Block(keras.layers.Layer):
             return None if size is None else -(-size // self.strides)
 
         return (input_shape[0], down(input_shape[1]), down(input_shape[2]), self.output_filters)
-
-    def conv_layers(self) -> list:
-        """(layer, stride-applied?) pairs in execution order, for FLOP counting."""
-        raise NotImplementedError
-
-    def flops(self, height: int, width: int) -> tuple[int, int, int]:
-        """Multiply-adds of convolutions at this input size, and the output size."""
-        out_h, out_w = -(-height // self.strides), -(-width // self.strides)
-        total = 0
-        for layer, after_stride in self.conv_layers():
-            h, w = (out_h, out_w) if after_stride else (height, width)
-            k = layer.kernel.shape  # (kh, kw, in, out); depthwise: (kh, kw, in, 1)
-            total += h * w * k[0] * k[1] * k[2] * k[3]
-        if self.se is not None:
-            total += 2 * self.expanded_filters * self.se.reduced_filters
-        return total, out_h, out_w
 
     def get_config(self):
         return {
@@ -363,10 +347,6 @@ class MBConv(_Block):
         x = _conv_bn(self.project_conv, self.project_bn, x, training)
         return self._finish(inputs, x, training)
 
-    def conv_layers(self):
-        layers = [(self.expand_conv, False)] if self.expand_conv is not None else []
-        return layers + [(self.dwconv, True), (self.project_conv, True)]
-
     def weight_layers(self) -> list:
         """Sub-layers holding weights, in the order keras.applications names them."""
         layers = [self.expand_conv, self.expand_bn] if self.expand_conv is not None else []
@@ -411,11 +391,6 @@ class FusedMBConv(_Block):
         if self.expand_conv is None:
             x = self.act(x)
         return self._finish(inputs, x, training)
-
-    def conv_layers(self):
-        if self.expand_conv is None:
-            return [(self.project_conv, True)]
-        return [(self.expand_conv, True), (self.project_conv, True)]
 
     def weight_layers(self) -> list:
         layers = [self.expand_conv, self.expand_bn] if self.expand_conv is not None else []
