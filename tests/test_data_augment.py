@@ -93,7 +93,7 @@ def test_randaugment_uses_the_16_official_ops_and_chooses_per_image():
 
 
 def test_apply_ops_routes_each_image_to_its_op():
-    x = tf.constant(np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3)), tf.float32)
+    x = tf.constant(np.random.default_rng(2).integers(0, 256, (4, 16, 16, 3)), tf.uint8)
     ops = tf.constant([2, -1, 2, 4])  # Invert, none, Invert, Posterize
     out = augment.apply_ops(x, ops, tf.fill([4], 10.0), CONSTS).numpy()
     np.testing.assert_array_equal(out[0], 255 - x[0].numpy())

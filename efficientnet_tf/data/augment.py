@@ -56,14 +56,10 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
 
     The batch is split by op (one partition for all geometric ops, one for
     untouched images), each part is processed as a batch, and the parts are
-    stitched back in order: two copies of the batch in all. Images may be
-    uint8 or float (whole numbers in [0, 255]); the split and the stitch move
-    uint8 (a quarter of the bytes), and each pixel op sees float32 for its part
-    only. The result has the input's dtype.
+    stitched back in order: two copies of the batch in all. Images are uint8,
+    so the split and the stitch move a quarter of the bytes of float32; each
+    pixel op sees float32 for its own part only.
     """
-    dtype = images.dtype
-    if dtype != tf.uint8:
-        images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     shape = tf.shape(images)
     pixel_names = [name for name in RANDAUGMENT_OPS if name in image_ops.PIXEL_OPS]
     part_of_op = [pixel_names.index(n) if n in pixel_names else len(pixel_names) for n in RANDAUGMENT_OPS]
@@ -90,8 +86,7 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
         _unless_empty(image_parts[geometric_part], lambda x: image_ops.transform(x, geometric_matrices))
     )
     outputs.append(image_parts[identity_part])
-    out = tf.reshape(tf.dynamic_stitch(positions, outputs), shape)
-    return out if dtype == tf.uint8 else tf.cast(out, dtype)
+    return tf.reshape(tf.dynamic_stitch(positions, outputs), shape)
 
 
 def _on_float(op, images: tf.Tensor, level: tf.Tensor, consts: dict) -> tf.Tensor:
