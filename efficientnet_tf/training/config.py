@@ -1,0 +1,184 @@
+"""The training configuration: a typed tree of sections, built from layers.
+
+A run's config is the defaults below (the papers' ImageNet recipe), then a
+model layer, a dataset layer and the command line, each a flat dict of dotted
+names (`"optimizer.lr_per_256": 0.016`). Every value is checked against the
+field's type when it is applied, so a typo or a wrong type fails before any
+work starts, with the close matches named. The resolved config is saved with
+the run as JSON.
+
+We use our own dataclasses rather than ml_collections: the schema, its
+types and its defaults are one readable file, errors name the close matches
+in one line, and layering is `dict.update` order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import types
+import typing
+from typing import Any, Iterable, Mapping, Optional
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    name: str = "efficientnetv2-s"
+    width: Optional[float] = None  # None: the model's; other values scale it like get_model(width=...)
+    depth: Optional[float] = None
+    dropout: Optional[float] = None  # head dropout; None: the model's own (the end value when scheduled)
+    survival_prob: float = 0.8  # stochastic depth
+    init_weights: Optional[str] = None  # None, "imagenet" or a weights file; another class count starts the head fresh
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # a preset, a TFDS name or an image folder
+    data_dir: str = ""  # TFDS data_dir
+    eval_dir: str = ""  # held-out image folder (else 10% of the training folder)
+    batch_size: int = 4096  # global
+    image_size: int = 0  # last training size; 0: the model's
+    eval_size: int = 0  # 0: the model's
+    augmentation: str = "randaugment"  # randaugment, autoaugment or none
+    randaug_layers: int = 2
+    randaug_magnitude: float = 15.0  # the end value when scheduled
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    shuffle_buffer: int = 10_000
+    synthetic_classes: int = 10
+    synthetic_train: int = 6000
+    synthetic_eval: int = 1000
+
+
+@dataclasses.dataclass
+class ProgressiveConfig:
+    """Progressive learning; the end values are the data and model fields."""
+
+    stages: int = 4  # 1: no progressive learning
+    style: str = "paper"  # paper (Algorithm 1) or automl (released code)
+    min_image_size: int = 128
+    min_randaug_magnitude: float = 5.0
+    min_mixup_alpha: float = 0.0
+    min_cutmix_alpha: float = 0.0
+    min_dropout: Optional[float] = 0.1  # None: dropout not scheduled
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: str = "rmsprop"  # rmsprop, sgd or adam
+    lr_per_256: float = 0.016  # scaled by global batch / 256
+    schedule: str = "exponential"  # exponential, cosine or constant
+    warmup_epochs: float = 5.0
+    decay_rate: float = 0.97
+    decay_epochs: float = 2.4
+    momentum: float = 0.9
+    rho: float = 0.9
+    epsilon: float = 1e-3
+    weight_decay: float = 1e-5  # L2 on conv and dense kernels
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    epochs: int = 350
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.9999  # 0: no EMA
+    mixed_precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16
+    seed: int = 0
+    keep_checkpoints: int = 2
+
+
+@dataclasses.dataclass
+class Config:
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    progressive: ProgressiveConfig = dataclasses.field(default_factory=ProgressiveConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        return {f"{s}.{k}": v for s, fields in self.to_dict().items() for k, v in fields.items()}
+
+
+def field_types() -> dict[str, Any]:
+    """Dotted name -> the field's type."""
+    out = {}
+    for section in dataclasses.fields(Config):
+        hints = typing.get_type_hints(section.default_factory)
+        for f in dataclasses.fields(section.default_factory):
+            out[f"{section.name}.{f.name}"] = hints[f.name]
+    return out
+
+
+def _unknown_key(key: str, known: Iterable[str]) -> ValueError:
+    known = list(known)
+    leaf = key.split(".")[-1]
+    close = [k for k in known if k.split(".")[-1].startswith(leaf)]  # `lr` finds `optimizer.lr_per_256`
+    close += [k for k in difflib.get_close_matches(key, known, n=3, cutoff=0.5) if k not in close]
+    close = close[:3]
+    hint = f" Did you mean {', '.join(close)}?" if close else " See `python train.py --helpfull` for the fields."
+    return ValueError(f"Unknown config key {key!r}.{hint}")
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    """`value` (a Python value or a command-line string) as the field's type."""
+    optional = typing.get_origin(kind) in (typing.Union, types.UnionType) and type(None) in typing.get_args(kind)
+    base = next(a for a in typing.get_args(kind) if a is not type(None)) if optional else kind
+    if optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
+        return None
+    if isinstance(value, str) and base is not str:
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"Config key {key!r} takes {_TYPE_NAMES[base]}, got {value!r}.") from None
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, base) or isinstance(value, bool):
+        raise ValueError(f"Config key {key!r} takes {_TYPE_NAMES[base]}, got {value!r}.")
+    if base is float and not math.isfinite(value):
+        raise ValueError(f"Config key {key!r} got {value}; give a finite number.")
+    return value
+
+
+def build_config(*layers: Mapping[str, Any]) -> Config:
+    """The defaults with each layer of dotted overrides applied in order."""
+    config = Config()
+    types_ = field_types()
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in types_:
+                raise _unknown_key(key, types_)
+            section, name = key.split(".")
+            setattr(getattr(config, section), name, _coerce(key, value, types_[key]))
+    return config
+
+
+def parse_overrides(args: Iterable[str]) -> dict[str, str]:
+    """`["--optimizer.lr_per_256=0.02", "train.epochs=3"]` -> {dotted name: text}."""
+    out = {}
+    for arg in args:
+        text = arg[2:] if arg.startswith("--") else arg
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise ValueError(f"Config override {arg!r} needs a value: --{key}=VALUE.")
+        out[key] = value
+    return out
+
+
+def config_from_json(text: str) -> Config:
+    """A saved config; fields added since it was saved take their defaults."""
+    data = json.loads(text)
+    return build_config({f"{s}.{k}": v for s, fields in data.items() for k, v in fields.items()})
+
+
+def differences(saved: Config, current: Config) -> list[str]:
+    """`key: saved -> current` for every field that differs."""
+    old, new = saved.flat(), current.flat()
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]

@@ -1,0 +1,98 @@
+"""Recipes as data and the layered, typed config: golden values from the papers and the released code."""
+
+import json
+
+import pytest
+
+import configs
+from efficientnet_tf import model_names
+from efficientnet_tf.training.config import Config, build_config, config_from_json, differences, parse_overrides
+
+
+def test_every_model_has_a_recipe_with_its_sizes_and_augmentation():
+    for name in model_names():
+        config = configs.recipe(name, "imagenet2012")
+        assert config.model.name == name
+        assert config.optimizer.lr_per_256 == 0.016 and config.optimizer.decay_rate == 0.97
+        assert config.optimizer.decay_epochs == 2.4 and config.optimizer.warmup_epochs == 5
+        assert config.train.ema_decay == 0.9999 and config.train.label_smoothing == 0.1
+        assert config.optimizer.weight_decay == 1e-5 and config.model.survival_prob == 0.8
+        assert (config.optimizer.momentum, config.optimizer.rho, config.optimizer.epsilon) == (0.9, 0.9, 1e-3)
+        if name in ("efficientnetv2-s", "efficientnetv2-m", "efficientnetv2-l", "efficientnetv2-xl"):
+            assert config.data.augmentation == "randaugment" and config.progressive.stages == 4
+        elif name.startswith("efficientnetv2"):
+            assert config.data.augmentation == "autoaugment" and config.progressive.stages == 4
+        else:  # V1 and Lite: fixed size, AutoAugment (tensorflow/tpu)
+            assert config.data.augmentation == "autoaugment" and config.progressive.stages == 1
+
+
+@pytest.mark.parametrize(
+    "name, size, magnitude, mixup, dropout",
+    [("efficientnetv2-s", 300, 15, 0, 0.3), ("efficientnetv2-m", 380, 20, 0.2, 0.4), ("efficientnetv2-l", 380, 25, 0.4, 0.5)],
+)
+def test_paper_schedule_is_table_6(name, size, magnitude, mixup, dropout):
+    c = configs.recipe(name, "imagenet2012")
+    assert (c.progressive.min_image_size, c.data.image_size) == (128, size)
+    assert (c.progressive.min_randaug_magnitude, c.data.randaug_magnitude) == (5, magnitude)
+    assert (c.progressive.min_mixup_alpha, c.data.mixup_alpha) == (0, mixup)
+    assert (c.progressive.min_dropout, c.model.dropout) == (0.1, dropout)
+    assert c.progressive.style == "paper"
+
+
+@pytest.mark.parametrize(
+    "name, size, magnitude, alpha", [("efficientnetv2-s", 300, 10, 0), ("efficientnetv2-m", 384, 15, 0.2), ("efficientnetv2-l", 384, 20, 0.5)]
+)
+def test_automl_schedule_is_the_released_one(name, size, magnitude, alpha):
+    c = configs.recipe(name, "imagenet2012", schedule="automl")
+    assert c.progressive.style == "automl" and c.progressive.min_dropout is None  # dropout not scheduled
+    assert (c.data.image_size, c.data.randaug_magnitude, c.data.mixup_alpha, c.data.cutmix_alpha) == (size, magnitude, alpha, alpha)
+    assert c.model.dropout is None  # the model's own rate
+
+
+def test_finetune_presets_follow_the_paper_transfer_recipe():
+    c = configs.recipe("efficientnetv2-s", "cifar10")
+    assert c.model.init_weights == "imagenet" and c.progressive.stages == 1
+    assert c.data.image_size == c.data.eval_size == 384  # the model's eval size
+    assert c.optimizer.schedule == "constant" and c.optimizer.warmup_epochs == 1
+    assert c.optimizer.lr_per_256 * c.data.batch_size / 256 == pytest.approx(0.001)
+    assert c.train.ema_decay == 0.9996
+    for preset in configs.PRESETS:
+        assert configs.recipe("efficientnetv2-b0", preset).data.dataset == preset
+    assert configs.recipe("efficientnetv2-b0", "/some/folder").data.dataset == "/some/folder"
+
+
+def test_command_line_layer_is_typed_and_last():
+    c = configs.recipe("efficientnetv2-s", "synthetic", overrides=parse_overrides(["--train.epochs=3", "optimizer.lr_per_256=1e-3", "--progressive.min_dropout=none"]))
+    assert (c.train.epochs, c.optimizer.lr_per_256, c.progressive.min_dropout) == (3, 1e-3, None)
+    assert isinstance(c.optimizer.lr_per_256, float)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"optimizer.lr": "0.1"}, "Unknown config key 'optimizer.lr'. Did you mean optimizer.lr_per_256"),
+        ({"train.epoch": "3"}, "Did you mean train.epochs"),
+        ({"train.epochs": "3.5"}, "'train.epochs' takes an integer, got 3.5"),
+        ({"train.epochs": "many"}, "'train.epochs' takes an integer, got 'many'"),
+        ({"optimizer.lr_per_256": "inf"}, "'optimizer.lr_per_256' takes a number"),
+        ({"data.batch_size": True}, "takes an integer"),
+        ({"model.name": 3}, "takes a string"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors_naming_the_fix(override, message):
+    with pytest.raises(ValueError, match=None) as info:
+        build_config(override)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_override_without_value_is_an_error():
+    with pytest.raises(ValueError, match="needs a value"):
+        parse_overrides(["--train.epochs"])
+
+
+def test_saved_config_round_trips_and_differences_are_listed():
+    c = configs.recipe("efficientnetv2-b0", "synthetic")
+    assert config_from_json(json.dumps(c.to_dict())) == c
+    other = build_config({"train.epochs": 5})
+    assert "train.epochs: 350 -> 5" in differences(Config(), other)
+    assert differences(c, c) == []
