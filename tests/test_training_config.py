@@ -96,3 +96,39 @@ def test_saved_config_round_trips_and_differences_are_listed():
     other = build_config({"train.epochs": 5})
     assert "train.epochs: 350 -> 5" in differences(Config(), other)
     assert differences(c, c) == []
+
+
+def test_an_image_folder_gets_the_finetuning_recipe(tmp_path):
+    c = configs.recipe("efficientnetv2-b0", str(tmp_path))
+    assert c.data.dataset == str(tmp_path) and c.model.init_weights == "imagenet"
+    assert c.data.batch_size == 64 and c.progressive.stages == 1 and c.data.image_size == 224
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"train.epochs": 3}, "progressive.stages must be in [1, train.epochs=3], got 4; pass more --epochs or --progressive.stages=3"),
+        ({"data.image_size": 96}, "progressive.min_image_size 128 is above the end value 96"),
+        ({"model.dropout": 0.05}, "progressive.min_dropout 0.1 is above the end value 0.05"),
+        ({"train.epochs": 4, "optimizer.warmup_epochs": 5.0}, "optimizer.warmup_epochs must be in [0, train.epochs=4]"),
+        ({"train.ema_decay": -0.5}, "train.ema_decay must be in [0, 1)"),
+        ({"data.augmentation": "randaug"}, "data.augmentation must be one of randaugment, autoaugment, none"),
+        ({"data.shuffle_buffer": 0}, "data.shuffle_buffer must be at least 1"),
+    ],
+)
+def test_relations_between_fields_are_checked_before_any_work(overrides, message):
+    from efficientnet_tf.training.trainer import check
+
+    with pytest.raises(ValueError) as info:
+        check(configs.recipe("efficientnetv2-s", "imagenet2012", overrides=overrides))
+    assert message in str(info.value)
+
+
+def test_automl_style_never_schedules_dropout():
+    from efficientnet_tf.training.trainer import stages
+
+    plan = stages(configs.recipe("efficientnetv2-s", "imagenet2012", "automl", {"progressive.min_dropout": 0.1}))
+    assert [s.image_size for s in plan] == [171, 214, 257, 300] and {s.dropout for s in plan} == {None}
+    plan = stages(configs.recipe("efficientnetv2-s", "imagenet2012"))
+    assert [s.image_size for s in plan] == [128, 185, 243, 300] and [s.first_epoch for s in plan] == [0, 87, 175, 262]
+    assert [round(s.dropout, 3) for s in plan] == [0.1, 0.167, 0.233, 0.3]

@@ -62,7 +62,7 @@ class ProgressiveConfig:
     min_randaug_magnitude: float = 5.0
     min_mixup_alpha: float = 0.0
     min_cutmix_alpha: float = 0.0
-    min_dropout: Optional[float] = 0.1  # None: dropout not scheduled
+    min_dropout: Optional[float] = 0.1  # None: dropout not scheduled (never with style automl)
 
 
 @dataclasses.dataclass
@@ -120,7 +120,7 @@ def _unknown_key(key: str, known: Iterable[str]) -> ValueError:
     close = [k for k in known if k.split(".")[-1].startswith(leaf)]  # `lr` finds `optimizer.lr_per_256`
     close += [k for k in difflib.get_close_matches(key, known, n=3, cutoff=0.5) if k not in close]
     close = close[:3]
-    hint = f" Did you mean {', '.join(close)}?" if close else " See `python train.py --helpfull` for the fields."
+    hint = f" Did you mean {', '.join(close)}?" if close else " The fields are listed in efficientnet_tf/training/config.py."
     return ValueError(f"Unknown config key {key!r}.{hint}")
 
 

@@ -1,0 +1,14 @@
+"""Training pieces, each usable alone with a plain `model.fit`.
+
+    from efficientnet_tf.training import ProgressiveLearning, ExponentialMovingAverage, Checkpointer
+
+`trainer.run` wires them from a config for `train.py`; a notebook can do
+the same by hand (see examples/quickstart.ipynb).
+"""
+
+from efficientnet_tf.training.checkpoint import Checkpointer, TrainingDiverged, latest_checkpoint, restore
+from efficientnet_tf.training.config import Config, build_config
+from efficientnet_tf.training.ema import ExponentialMovingAverage
+from efficientnet_tf.training.optimizer import RMSprop, add_weight_decay, make_optimizer
+from efficientnet_tf.training.progressive import ProgressiveLearning, Stage, progressive_stages
+from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate

@@ -1,0 +1,221 @@
+"""A run from a resolved `Config`: data, model, compile, callbacks, `model.fit`.
+
+Every piece is one of the training modules a notebook uses directly; this
+file only wires them from the config and owns the model directory:
+
+    config.json        the resolved config (a rerun must match it)
+    class_names.json   for predict and export
+    ckpt-NNNNN.npz     atomic per-epoch checkpoints (model, optimizer, EMA)
+    log.csv            one row per finished epoch
+    tensorboard/       per-epoch scalars
+    history.png        learning curves and schedules
+    model.keras        the final model with EMA weights
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+import efficientnet_tf
+from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
+from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
+from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint, restore
+from efficientnet_tf.training.config import Config, config_from_json, differences
+from efficientnet_tf.training.ema import ExponentialMovingAverage
+from efficientnet_tf.training.files import atomic_write, atomic_write_text
+from efficientnet_tf.training.hardware import make_strategy, pick_precision
+from efficientnet_tf.training.optimizer import add_weight_decay, make_optimizer
+from efficientnet_tf.training.progressive import ProgressiveLearning, progressive_stages
+from efficientnet_tf.training.reporting import EpochReport, plot_history, summary_line
+from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
+
+MODES = ("train", "eval", "train_and_eval")
+AUGMENTATIONS = ("randaugment", "autoaugment", "none")
+
+
+def sizes(config: Config) -> tuple[int, int, float]:
+    """The last training size, the eval size and the head dropout, with the model's defaults filled in."""
+    spec, data = efficientnet_tf.get_spec(config.model.name), config.data
+    dropout = spec.dropout if config.model.dropout is None else config.model.dropout
+    return data.image_size or spec.train_size, data.eval_size or spec.eval_size, dropout
+
+
+def check(config: Config) -> None:
+    """Relations between fields, named by their dotted keys, before any work starts."""
+    d, p, t, o = config.data, config.progressive, config.train, config.optimizer
+    image_size, _, dropout = sizes(config)
+    rules = [
+        (t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs}"),
+        (1 <= p.stages <= t.epochs, f"progressive.stages must be in [1, train.epochs={t.epochs}], got {p.stages}; "
+                                    f"pass more --epochs or --progressive.stages={min(max(t.epochs, 1), 4)}"),
+        (0 <= o.warmup_epochs <= t.epochs, f"optimizer.warmup_epochs must be in [0, train.epochs={t.epochs}], got "
+                                           f"{o.warmup_epochs}; pass more --epochs or a smaller --optimizer.warmup_epochs"),
+        (d.batch_size >= 1 and d.shuffle_buffer >= 1, "data.batch_size and data.shuffle_buffer must be at least 1"),
+        (0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1) (0: no EMA), got {t.ema_decay}"),
+        (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {t.keep_checkpoints}"),
+        (d.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {', '.join(AUGMENTATIONS)}, got {d.augmentation!r}"),
+        (not (d.eval_dir and d.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+    ]  # fmt: skip
+    if p.stages > 1:
+        ends = {"image_size": (p.min_image_size, image_size), "randaug_magnitude": (p.min_randaug_magnitude, d.randaug_magnitude),
+                "mixup_alpha": (p.min_mixup_alpha, d.mixup_alpha), "cutmix_alpha": (p.min_cutmix_alpha, d.cutmix_alpha)}  # fmt: skip
+        if p.min_dropout is not None and p.style == "paper":
+            ends["dropout"] = (p.min_dropout, dropout)
+        rules += [(lo <= hi, f"progressive.min_{k} {lo} is above the end value {hi}; lower --progressive.min_{k}")
+                  for k, (lo, hi) in ends.items()]  # fmt: skip
+    for ok, message in rules:
+        if not ok:
+            raise ValueError(message + ".")
+
+
+def make_data(config: Config) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
+    """The config's train and eval pipelines; the train one starts at the first stage's values."""
+    data, spec = config.data, efficientnet_tf.get_spec(config.model.name)
+    image_size, eval_size, _ = sizes(config)
+    if data.dataset == "synthetic":
+        source = synthetic_source(
+            num_classes=data.synthetic_classes, resolution=max(image_size, eval_size),
+            train_size=data.synthetic_train, eval_size=data.synthetic_eval, seed=config.train.seed,
+        )  # fmt: skip
+    elif data.eval_dir:
+        source = folder_source(data.dataset, data.eval_dir)
+    else:
+        source = resolve_source(data.dataset, data.data_dir or None)
+    if source.train.size < data.batch_size:
+        raise ValueError(
+            f"batch_size {data.batch_size} is larger than the {source.train.size} training images of "
+            f"{source.name!r}; pass --batch_size={max(1, source.train.size // 4)} or smaller."
+        )
+    return make_datasets(
+        source, family=spec.family, image_size=image_size, eval_size=eval_size, batch_size=data.batch_size,
+        augmentation=None if data.augmentation == "none" else data.augmentation, randaug_layers=data.randaug_layers,
+        randaug_magnitude=data.randaug_magnitude, mixup_alpha=data.mixup_alpha, cutmix_alpha=data.cutmix_alpha,
+        shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic",
+    )  # fmt: skip
+
+
+def stages(config: Config) -> list:
+    """The progressive-learning stages; the end values are the data and model fields."""
+    p, d = config.progressive, config.data
+    image_size, _, dropout = sizes(config)
+    scheduled = p.min_dropout is not None and p.style == "paper"  # the released code never schedules it
+    return progressive_stages(
+        config.train.epochs, p.stages, style=p.style,
+        image_size=(p.min_image_size, image_size),
+        randaug_magnitude=(p.min_randaug_magnitude, d.randaug_magnitude),
+        mixup_alpha=(p.min_mixup_alpha, d.mixup_alpha), cutmix_alpha=(p.min_cutmix_alpha, d.cutmix_alpha),
+        dropout=(p.min_dropout, dropout) if scheduled else None,
+    )  # fmt: skip
+
+
+def make_model(config: Config, num_classes: int, weights: Optional[str]) -> keras.Model:
+    m = config.model
+    return efficientnet_tf.get_model(
+        m.name, num_classes=num_classes, weights=weights, width=m.width, depth=m.depth,
+        dropout_rate=m.dropout, survival_prob=m.survival_prob,
+    )  # fmt: skip
+
+
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
+    """The recipe's optimizer, learning-rate schedule, weight decay, loss and top-1/top-5."""
+    o = config.optimizer
+    schedule = WarmupSchedule(
+        scaled_learning_rate(o.lr_per_256, config.data.batch_size), steps_per_epoch, config.train.epochs,
+        warmup_epochs=o.warmup_epochs, decay=o.schedule, decay_rate=o.decay_rate, decay_epochs=o.decay_epochs,
+    )  # fmt: skip
+    add_weight_decay(model, o.weight_decay)
+    model.compile(
+        make_optimizer(o.name, schedule, momentum=o.momentum, rho=o.rho, epsilon=o.epsilon),
+        keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="top1"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+    )
+
+
+def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool = False) -> None:
+    """Create the directory and save the config; refuse to mix two configs in one directory."""
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        probe = os.path.join(model_dir, ".write-test")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as e:
+        raise OSError(f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a --model_dir you can write to.") from None
+    path = os.path.join(model_dir, "config.json")
+    if os.path.exists(path) and not allow_config_change:
+        with open(path) as f:
+            changed = differences(config_from_json(f.read()), config)
+        if changed:
+            raise ValueError(
+                f"{model_dir!r} holds a run with another config ({'; '.join(changed)}); use a new --model_dir, "
+                "or pass --allow_config_change to continue it with the new values."
+            )
+    atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strategy: str = "auto",
+        allow_config_change: bool = False, verbose: int = 1) -> dict:  # fmt: skip
+    """Train and/or evaluate as configured; returns the final metrics, the summary line and the epoch logs.
+
+    "train" skips the per-epoch validation (one evaluation closes the run);
+    "eval" evaluates the newest checkpoint's (EMA) weights and writes nothing.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
+    check(config)
+    start = time.perf_counter()
+    precision = pick_precision(config.train.mixed_precision)
+    distribution = make_strategy(strategy)
+    if mode == "eval":
+        path = latest_checkpoint(model_dir)
+        if path is None:
+            raise ValueError(f"{model_dir!r} has no checkpoint to evaluate; train there first or pass the right --model_dir.")
+    else:
+        plan = stages(config)
+        prepare_model_dir(model_dir, config, allow_config_change)
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(config.train.seed)
+    train, evaluation, info = make_data(config)
+    if verbose:
+        print(f"{mode} {config.model.name} on {info.name} ({info.num_train} train, {info.num_eval} eval images, "
+              f"{info.num_classes} classes) in {precision}, {type(distribution).__name__} with "
+              f"{distribution.num_replicas_in_sync} replica(s), global batch {config.data.batch_size}, "
+              f"model_dir {model_dir}\n{json.dumps(config.to_dict(), indent=2)}")  # fmt: skip
+
+    with distribution.scope():
+        # Initial weights are loaded even when a checkpoint will be restored over them, so a run
+        # whose checkpoints all turn out unreadable still starts from them.
+        model = make_model(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
+        compile_model(model, config, info.num_train // config.data.batch_size)
+        ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
+    report = EpochReport(config.data.batch_size)
+    if mode == "eval":
+        if ema is not None:
+            ema.build(model)
+        restore(path, model, ema=ema)
+        history = []
+    else:
+        atomic_write_text(os.path.join(model_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
+        checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose)
+        callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
+                     keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard"), write_graph=False)]  # fmt: skip
+        model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose,
+                  validation_data=evaluation if mode == "train_and_eval" else None)  # fmt: skip
+        history = checkpointer.history
+    if ema is not None:
+        ema.copy_to_model()
+    results = model.evaluate(evaluation, verbose=0, return_dict=True)
+    title = f"{config.model.name} on {info.name}"
+    weights = f"{'EMA' if ema is not None else 'raw'} weights, {sizes(config)[1]} px, {info.num_eval} images"
+    line = summary_line(title, results, weights, time.perf_counter() - start, report)
+    if mode != "eval":
+        atomic_write(os.path.join(model_dir, "model.keras"), lambda tmp: model.save(tmp))
+        plot_history(history, os.path.join(model_dir, "history.png"), title)
+    if verbose:
+        print(line)
+    return {**results, "summary": line, "history": history}

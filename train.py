@@ -1,0 +1,87 @@
+"""Train and evaluate EfficientNet / EfficientNetV2 with the papers' recipes.
+
+    python train.py --model=efficientnetv2-s --dataset=imagenet2012 --data_dir=~/tensorflow_datasets
+    python train.py --model=efficientnetv2-b0                    # the built-in dataset, minutes on a CPU
+    python train.py --dataset=/path/to/images --optimizer.lr_per_256=0.008 --train.ema_decay=0.999
+
+Every config field can be set by its dotted name (see configs/ and
+efficientnet_tf/training/config.py); the resolved config is printed and
+saved in --model_dir. Rerunning the same command resumes from the last
+finished epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+flags.DEFINE_string("model", "efficientnetv2-s", "Model name (python -m efficientnet_tf.summary lists them).")
+flags.DEFINE_string("dataset", "synthetic",
+                    "A preset (imagenet2012, cifar10, cifar100, tf_flowers, oxford_flowers102, synthetic), "
+                    "a TFDS name or an image folder with one subfolder per class.")  # fmt: skip
+flags.DEFINE_string("eval_dir", None, "Held-out image folder (default: 10% of the training folder).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("model_dir", None, "Run directory (default: runs/<model>-<dataset>).")
+flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the recipe's).")
+flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"],
+                  "train_and_eval validates every epoch; train only once at the end; eval evaluates the newest checkpoint.")  # fmt: skip
+flags.DEFINE_enum("mixed_precision", None, ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+                  "Precision policy (default auto: bfloat16 only where the hardware runs it fast).")  # fmt: skip
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy.")  # fmt: skip
+flags.DEFINE_string("init_weights", None, "'imagenet' or a weights file; another class count starts the head fresh.")
+flags.DEFINE_enum("schedule", "paper", ["paper", "automl"],
+                  "Progressive-learning schedule: the V2 paper's Table 6, or the released google/automl one.")  # fmt: skip
+flags.DEFINE_bool("allow_config_change", False, "Continue a run in --model_dir although the config differs.")
+
+FLAGS = flags.FLAGS
+NAMED = {"epochs": "train.epochs", "batch_size": "data.batch_size", "data_dir": "data.data_dir",
+         "eval_dir": "data.eval_dir", "mixed_precision": "train.mixed_precision", "init_weights": "model.init_weights"}  # fmt: skip
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parses the named flags; `--section.field=value` config overrides pass through to main."""
+    dotted = [a for a in argv[1:] if a.startswith("--") and "." in a.split("=", 1)[0]]
+    rest = flags.FLAGS([a for a in argv if a not in dotted])
+    if len(rest) > 1:
+        raise app.UsageError(f"Unexpected arguments {rest[1:]}; flags look like --name=value.")
+    return rest[:1] + dotted
+
+
+def main(argv: list[str]) -> int:
+    import configs
+    from efficientnet_tf.training import trainer
+    from efficientnet_tf.training.config import parse_overrides
+
+    named = {dotted: getattr(FLAGS, flag) for flag, dotted in NAMED.items() if getattr(FLAGS, flag) is not None}
+    config = configs.recipe(FLAGS.model, FLAGS.dataset, FLAGS.schedule, {**named, **parse_overrides(argv[1:])})
+    dataset_name = os.path.basename(os.path.normpath(config.data.dataset))
+    model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model.name}-{dataset_name}")
+    trainer.run(config, model_dir, mode=FLAGS.mode, strategy=FLAGS.strategy, allow_config_change=FLAGS.allow_config_change)
+    return 0
+
+
+def run_cli() -> None:
+    """Bad input ends with one line naming the fix and a non-zero exit, never a traceback."""
+    from efficientnet_tf.training.checkpoint import TrainingDiverged
+
+    try:
+        app.run(main, flags_parser=parse_flags)
+    except (flags.Error, app.UsageError) as e:
+        print(f"train.py: error: {e}; `python train.py --help` lists the flags.", file=sys.stderr)
+        sys.exit(2)
+    except (ValueError, OSError, TrainingDiverged) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("train.py: interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_cli()
