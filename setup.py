@@ -13,9 +13,12 @@ setup(
         "keras-cv",
         "absl-py",
         "h5py",
+        "tensorboard",  # no longer installed with TensorFlow; train.py writes its scalars
+        "matplotlib",  # the run's history.png
     ],
     extras_require={
         # importlib_resources: TFDS testing builders import it.
-        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources"],
+        # nbformat, nbclient, ipykernel: the suite runs examples/quickstart.ipynb.
+        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel"],
     },
 )
