@@ -204,7 +204,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
         checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose)
         callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
                      keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard"), write_graph=False)]  # fmt: skip
-        model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose,
+        # shuffle=False: the pipeline shuffles itself (Keras would warn that it ignores shuffle=True).
+        model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
                   validation_data=evaluation if mode == "train_and_eval" else None)  # fmt: skip
         history = checkpointer.history
     if ema is not None:
