@@ -12,3 +12,9 @@ from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.optimizer import RMSprop, add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, Stage, progressive_stages
 from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
+
+__all__ = [
+    "Checkpointer", "Config", "ExponentialMovingAverage", "ProgressiveLearning", "RMSprop", "Stage", "TrainingDiverged",
+    "WarmupSchedule", "add_weight_decay", "build_config", "latest_checkpoint", "make_optimizer", "progressive_stages",
+    "restore", "scaled_learning_rate",
+]  # fmt: skip
