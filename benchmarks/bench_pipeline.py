@@ -46,7 +46,7 @@ def keras_cv_pipeline(source, batch_size: int, image_size: int) -> tf.data.Datas
     n = len(source.class_names)
 
     def per_image(image, label):
-        image = tf.cast(preprocessing.train_finish(image, size, fam), tf.float32)
+        image = tf.cast(preprocessing.train_finish(image, size, fam, quantize=True), tf.float32)
         return layer(image), tf.one_hot(label, n)
 
     ds = ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size, drop_remainder=True)

@@ -34,7 +34,7 @@ def run(op, image, level):
         (image_ops.solarize, 5, lambda im: ImageOps.solarize(im, 128)),  # int(5/10 * 256)
         (image_ops.color, 10, lambda im: ImageEnhance.Color(im).enhance(1.9)),  # 10/10 * 1.8 + 0.1
         (image_ops.brightness, 5, lambda im: ImageEnhance.Brightness(im).enhance(1.0)),
-        (image_ops.contrast, 15, lambda im: ImageEnhance.Contrast(im).enhance(2.8)),
+        (image_ops.contrast_pil, 15, lambda im: ImageEnhance.Contrast(im).enhance(2.8)),  # the PIL option
         (image_ops.sharpness, 10, lambda im: ImageEnhance.Sharpness(im).enhance(1.9)),
     ],
     ids=lambda v: getattr(v, "__name__", None),
@@ -44,7 +44,7 @@ def test_pixel_ops_match_pil(op, level, pil, image):
     theirs = np.asarray(pil(Image.fromarray(image)), np.float32)
     assert np.abs(ours - theirs).max() <= 2  # rounding of float vs PIL's integer math
     # Contrast at 2.8x amplifies a one-level difference in the rounded gray mean.
-    assert np.abs(ours - theirs).mean() < (1.5 if op is image_ops.contrast else 0.6)
+    assert np.abs(ours - theirs).mean() < (1.5 if op is image_ops.contrast_pil else 0.6)
 
 
 def test_solarize_add_adds_110_at_level_10_below_128(image):

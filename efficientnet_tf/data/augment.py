@@ -51,7 +51,13 @@ POLICY_V0 = (
 )
 
 
-def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: dict) -> tf.Tensor:
+def _pixel_ops(pil_contrast: bool) -> dict:
+    return {**image_ops.PIXEL_OPS, "Contrast": image_ops.contrast_pil} if pil_contrast else image_ops.PIXEL_OPS
+
+
+def apply_ops(
+    images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: dict, pil_contrast: bool = False
+) -> tf.Tensor:
     """Apply RANDAUGMENT_OPS[op_index[i]] at level[i] to image i (-1: leave it).
 
     The batch is split by op (one partition for all geometric ops, one for
@@ -61,7 +67,8 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
     pixel op sees float32 for its own part only.
     """
     shape = tf.shape(images)
-    pixel_names = [name for name in RANDAUGMENT_OPS if name in image_ops.PIXEL_OPS]
+    pixel_ops = _pixel_ops(pil_contrast)
+    pixel_names = [name for name in RANDAUGMENT_OPS if name in pixel_ops]
     part_of_op = [pixel_names.index(n) if n in pixel_names else len(pixel_names) for n in RANDAUGMENT_OPS]
     geometric_part, identity_part = len(pixel_names), len(pixel_names) + 1
     part = tf.where(op_index < 0, identity_part, tf.gather(tf.constant(part_of_op), tf.maximum(op_index, 0)))
@@ -79,7 +86,7 @@ def apply_ops(images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: 
     level_parts = tf.dynamic_partition(level, part, num_parts)
     outputs = []
     for p, name in enumerate(pixel_names):
-        op = image_ops.PIXEL_OPS[name]
+        op = pixel_ops[name]
         outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: _on_float(op, x, level_parts[p], consts)))
     geometric_matrices = tf.dynamic_partition(matrices, part, num_parts)[geometric_part]
     outputs.append(
@@ -99,7 +106,9 @@ def _unless_empty(images: tf.Tensor, fn) -> tf.Tensor:
     return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: images)
 
 
-def randaugment(images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2) -> tf.Tensor:
+def randaugment(
+    images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2, pil_contrast: bool = False
+) -> tf.Tensor:
     """Official RandAugment: `num_layers` ops drawn uniformly and independently per image."""
     dtype = images.dtype
     images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
@@ -107,11 +116,11 @@ def randaugment(images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2) ->
     level = tf.fill([batch], tf.cast(magnitude, tf.float32))
     for _ in range(num_layers):
         op_index = tf.random.uniform([batch], 0, len(RANDAUGMENT_OPS), tf.int32)
-        images = apply_ops(images, op_index, level, RANDAUGMENT_CONSTS)
+        images = apply_ops(images, op_index, level, RANDAUGMENT_CONSTS, pil_contrast)
     return tf.cast(images, dtype)
 
 
-def autoaugment(images: tf.Tensor) -> tf.Tensor:
+def autoaugment(images: tf.Tensor, pil_contrast: bool = False) -> tf.Tensor:
     """AutoAugment policy v0: one random sub-policy per image, each op with its probability."""
     dtype = images.dtype
     images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
@@ -123,5 +132,5 @@ def autoaugment(images: tf.Tensor) -> tf.Tensor:
         levels = tf.constant([p[stage][2] for p in POLICY_V0], tf.float32)
         applied = tf.random.uniform([batch]) < tf.gather(probs, sub_policy)
         op_index = tf.where(applied, tf.gather(ops, sub_policy), -1)
-        images = apply_ops(images, op_index, tf.gather(levels, sub_policy), AUTOAUGMENT_CONSTS)
+        images = apply_ops(images, op_index, tf.gather(levels, sub_policy), AUTOAUGMENT_CONSTS, pil_contrast)
     return tf.cast(images, dtype)

@@ -6,6 +6,12 @@ official 0-10 scale where 10 is each op's "maximum" (larger extrapolates);
 `consts` carries the policy's pixel constants (cutout, translate). Ops whose
 official argument has a random sign draw it per image. Geometric ops are
 described by a projective matrix instead, so a batch needs one transform call.
+
+Every op reproduces the official TF ops bit for bit, including where they are
+odd: the level-to-argument arithmetic is done in float64 as the official
+Python does, Posterize's shift and Solarize's threshold wrap as a uint8 does,
+and Contrast blends towards the histogram's mean count (`contrast_pil` is the
+PIL form). tests/test_data_augment_golden.py pins this.
 """
 
 from __future__ import annotations
@@ -22,6 +28,16 @@ def _col(v: tf.Tensor) -> tf.Tensor:
     return tf.reshape(v, [-1, 1, 1, 1])
 
 
+def _level_arg(level: tf.Tensor, scale: float, offset: float = 0.0) -> tf.Tensor:
+    """`level / 10 * scale + offset` in float64 (the official code's Python floats), as float32."""
+    return tf.cast(tf.cast(level, tf.float64) / MAX_LEVEL * scale + offset, tf.float32)
+
+
+def _level_int(level: tf.Tensor, scale: float) -> tf.Tensor:
+    """`int(level / 10 * scale)`, as float32."""
+    return tf.cast(tf.floor(tf.cast(level, tf.float64) / MAX_LEVEL * scale), tf.float32)
+
+
 def _random_sign(level: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.random.uniform(tf.shape(level)) < 0.5, -1.0, 1.0)
 
@@ -32,22 +48,20 @@ def _blend(degenerate: tf.Tensor, images: tf.Tensor, factor: tf.Tensor) -> tf.Te
 
 
 def _enhance_factor(level: tf.Tensor) -> tf.Tensor:
-    return level / MAX_LEVEL * 1.8 + 0.1
+    return _level_arg(level, 1.8, 0.1)
 
 
 def _grayscale(images: tf.Tensor) -> tf.Tensor:
-    """tf.image.rgb_to_grayscale on uint8 input, including its rounding."""
-    gray = images[..., 0:1] * 0.2989 + images[..., 1:2] * 0.5870 + images[..., 2:3] * 0.1140
-    return tf.floor(gray * (255.5 / 255.0))
+    """tf.image.rgb_to_grayscale on the uint8 images, as the official Color and Contrast."""
+    return tf.cast(tf.image.rgb_to_grayscale(tf.cast(images, tf.uint8)), tf.float32)
 
 
 def auto_contrast(images, level, consts):
     lo = tf.reduce_min(tf.reduce_min(images, axis=1, keepdims=True), axis=2, keepdims=True)
     hi = tf.reduce_max(tf.reduce_max(images, axis=1, keepdims=True), axis=2, keepdims=True)
-    flat = hi <= lo  # a constant channel stays as it is
-    scale = tf.where(flat, 1.0, 255.0 / tf.maximum(hi - lo, 1.0))
-    lo = tf.where(flat, 0.0, lo)
-    return tf.floor(tf.clip_by_value((images - lo) * scale, 0.0, 255.0))
+    scale = 255.0 / tf.maximum(hi - lo, 1.0)
+    stretched = tf.floor(tf.clip_by_value(images * scale + -lo * scale, 0.0, 255.0))
+    return tf.where(hi > lo, stretched, images)  # a constant channel stays as it is
 
 
 def equalize(images, level, consts):
@@ -72,19 +86,25 @@ def invert(images, level, consts):
 
 
 def posterize(images, level, consts):
-    bits = tf.floor(level / MAX_LEVEL * 4.0)
-    step = _col(tf.pow(2.0, tf.clip_by_value(8.0 - bits, 0.0, 8.0)))
+    """Keep `int(level / 10 * 4)` bits: a uint8 shift by `8 - bits`.
+
+    The shift is a uint8 too, so it wraps modulo 256, and TF clamps shifts
+    above 7 to 7: levels below 5 and from 22.5 up give `x & 128`.
+    """
+    shift = tf.math.floormod(8.0 - _level_int(level, 4.0), 256.0)
+    step = _col(tf.pow(2.0, tf.minimum(shift, 7.0)))
     return tf.floor(images / step) * step
 
 
 def solarize(images, level, consts):
-    threshold = _col(tf.floor(level / MAX_LEVEL * 256.0))
+    """Invert pixels at or above `int(level / 10 * 256)`, a threshold that wraps modulo 256."""
+    threshold = _col(tf.math.floormod(_level_int(level, 256.0), 256.0))
     above = tf.clip_by_value(images - threshold + 1.0, 0.0, 1.0)  # 1 where images >= threshold
     return images + above * (255.0 - 2.0 * images)
 
 
 def solarize_add(images, level, consts):
-    addition = _col(tf.floor(level / MAX_LEVEL * 110.0))
+    addition = _col(_level_int(level, 110.0))
     below = tf.clip_by_value(128.0 - images, 0.0, 1.0)  # 1 where images < 128
     return images + below * (tf.clip_by_value(images + addition, 0.0, 255.0) - images)
 
@@ -94,11 +114,19 @@ def color(images, level, consts):
 
 
 def contrast(images, level, consts):
-    """Blend with the mean gray level, as PIL does.
+    """Blend with `min(H * W / 256, 255)`, as the official code does.
 
-    The official TF code averages histogram counts (pixels / 256) instead, a
-    bug that makes its Contrast depend on image size; we follow PIL.
+    It meant the mean gray level but averages the histogram's counts, so its
+    target depends on the image size only (64 at 128 px, 196 at 224 px, 255
+    from 256 px up). `contrast_pil` blends with the mean gray level instead.
     """
+    shape = tf.shape(images)
+    pixels = tf.cast(shape[1] * shape[2], tf.float32)
+    return _blend(tf.floor(tf.minimum(pixels / 256.0, 255.0)), images, _enhance_factor(level))
+
+
+def contrast_pil(images, level, consts):
+    """PIL's Contrast: blend with the image's rounded mean gray level."""
     mean = tf.floor(tf.reduce_mean(_grayscale(images), axis=[1, 2, 3], keepdims=True) + 0.5)
     return _blend(mean, images, _enhance_factor(level))
 
@@ -121,7 +149,7 @@ def sharpness(images, level, consts):
 def cutout(images, level, consts):
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    pad = tf.cast(tf.floor(level / MAX_LEVEL * consts["cutout"]), tf.int32)[:, None, None]
+    pad = tf.cast(_level_int(level, consts["cutout"]), tf.int32)[:, None, None]
     cy = tf.random.uniform([batch, 1, 1], 0, height, tf.int32)
     cx = tf.random.uniform([batch, 1, 1], 0, width, tf.int32)
     rows = tf.range(height)[None, :, None]
@@ -135,8 +163,11 @@ def cutout(images, level, consts):
 
 
 def rotate_matrix(level, consts, height, width):
-    radians = level / MAX_LEVEL * 30.0 * _random_sign(level) * (math.pi / 180.0)
-    cos, sin = tf.cos(radians), tf.sin(radians)
+    radians = tf.cast(_level_arg(level, 30.0) * _random_sign(level) * (math.pi / 180.0), tf.float64)
+    # float32 sin/cos differ by an ulp between Eigen's vectorized and scalar
+    # paths (so with the batch size), which moves nearest-pixel ties; rounding
+    # the float64 values gives the correctly rounded ones every time.
+    cos, sin = tf.cast(tf.cos(radians), tf.float32), tf.cast(tf.sin(radians), tf.float32)
     h, w = tf.cast(height - 1, tf.float32), tf.cast(width - 1, tf.float32)
     x_offset = (w - (cos * w - sin * h)) / 2.0
     y_offset = (h - (sin * w + cos * h)) / 2.0
@@ -153,19 +184,19 @@ def _affine(level, position):
 
 
 def shear_x_matrix(level, consts, height, width):
-    return _affine(level / MAX_LEVEL * 0.3 * _random_sign(level), 1)
+    return _affine(_level_arg(level, 0.3) * _random_sign(level), 1)
 
 
 def shear_y_matrix(level, consts, height, width):
-    return _affine(level / MAX_LEVEL * 0.3 * _random_sign(level), 3)
+    return _affine(_level_arg(level, 0.3) * _random_sign(level), 3)
 
 
 def translate_x_matrix(level, consts, height, width):
-    return _affine(level / MAX_LEVEL * consts["translate"] * _random_sign(level), 2)
+    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level), 2)
 
 
 def translate_y_matrix(level, consts, height, width):
-    return _affine(level / MAX_LEVEL * consts["translate"] * _random_sign(level), 5)
+    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level), 5)
 
 
 def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:

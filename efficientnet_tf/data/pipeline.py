@@ -125,7 +125,7 @@ def make_train_dataset(
 
     def finish(example, size):
         image, label = example
-        return preprocessing.train_finish(image, size, fam), tf.one_hot(label, num_classes)
+        return preprocessing.train_finish(image, size, fam, augmentation is not None), tf.one_hot(label, num_classes)
 
     ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
 
@@ -134,9 +134,9 @@ def make_train_dataset(
         # on the uint8 grid), so the batch becomes float32 only for Mixup.
         if augmentation == "randaugment":
             magnitude = state.randaug_magnitude.read_value()
-            images = tf.cond(magnitude > 0, lambda: augment.randaugment(images, magnitude, randaug_layers), lambda: images)
+            images = tf.cond(magnitude > 0, lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast), lambda: images)
         elif augmentation == "autoaugment":
-            images = augment.autoaugment(images)
+            images = augment.autoaugment(images, fam.pil_contrast)
         images = tf.cast(images, tf.float32)
         images, labels = mixing.mix_batch(images, labels, state.mixup_alpha.read_value(), state.cutmix_alpha.read_value())
         images.set_shape([batch_size, None, None, 3])

@@ -5,6 +5,11 @@ decodes the crop window (`decode_and_crop_jpeg`); other formats are decoded
 whole and sliced. Everything here works on one image; resizing to the batch's
 size happens in `resize_and_flip`, after the crop, so that the size can be read
 once per batch.
+
+The defaults reproduce the official code of each family: tensorflow/tpu's (and
+google/automl's V1 path) for V1, Lite and V2-B0..B3, google/automl's for
+V2-S/M/L/XL. A deliberate deviation is a `Family` field, set with
+`dataclasses.replace(FAMILIES[name], ...)` and passed as `family`.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ CROP_PADDING = 32  # eval crop keeps s / (s + 32) of the short side
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """Preprocessing constants of one model family (see training.md)."""
+    """How one model family's images are cropped, resized and augmented (see training.md)."""
 
     name: str
     area_range: tuple[float, float]
@@ -27,31 +32,51 @@ class Family:
     resize_method: str
     center_crop_fallback: bool  # V1 style: failed random crop -> center crop
     eval_crop_below: int | None  # center crop only for sizes below this
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3)
+    # TF1 resize (no half-pixel centres; bicubic kernel -0.75), as tensorflow/tpu.
+    legacy_resize: bool = True
+    # Centre crop offset (h - crop + 1) // 2 (tpu) rather than (h - crop) // 2 (automl V2).
+    center_offset_rounds_up: bool = True
+    # None: the crop keeps s / (s + 32) of the short side (the papers, automl, tpu
+    # until Nov 2021); a fraction f: padding round(s * (1 / f - 1)) (tpu since).
+    eval_crop_fraction: float | None = None
+    # Contrast blends with the mean gray level (PIL) instead of the official
+    # histogram-count mean.
+    pil_contrast: bool = False
 
 
 FAMILIES: dict[str, Family] = {
     "efficientnet": Family("efficientnet", (0.08, 1.0), 0.1, 10, "bicubic", True, None),
     "efficientnet-lite": Family("efficientnet-lite", (0.08, 1.0), 0.1, 10, "bilinear", True, None),
     "efficientnetv2-base": Family("efficientnetv2-base", (0.08, 1.0), 0.1, 10, "bicubic", True, None),
-    "efficientnetv2": Family("efficientnetv2", (0.05, 1.0), 0.0, 100, "bilinear", False, 320),
-}
+    "efficientnetv2": Family(
+        "efficientnetv2", (0.05, 1.0), 0.0, 100, "bilinear", False, 320,
+        aspect_ratio_range=(0.75, 1.33), legacy_resize=False, center_offset_rounds_up=False,
+    ),
+}  # fmt: skip
 
 
-def get_family(name: str) -> Family:
-    """Look up a family by name, with an error that lists the valid ones."""
-    if name not in FAMILIES:
-        raise ValueError(f"Unknown preprocessing family {name!r}; use one of {sorted(FAMILIES)}.")
-    return FAMILIES[name]
+def get_family(family: str | Family) -> Family:
+    """A family by name (or a customized `Family`, returned as is), with an error listing the names."""
+    if isinstance(family, Family):
+        return family
+    if family not in FAMILIES:
+        raise ValueError(f"Unknown preprocessing family {family!r}; use one of {sorted(FAMILIES)}.")
+    return FAMILIES[family]
 
 
-def center_crop_window(shape: tf.Tensor, image_size: tf.Tensor) -> tf.Tensor:
-    """[y, x, h, w] of the centered square keeping s/(s+32) of the short side."""
+def center_crop_window(shape: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor:
+    """[y, x, h, w] of the centered square kept for evaluation (see `Family.eval_crop_fraction`)."""
     height, width = shape[0], shape[1]
     size = tf.cast(image_size, tf.float32)
-    ratio = size / (size + CROP_PADDING)
-    crop = tf.cast(ratio * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
+    if family.eval_crop_fraction is None:
+        padding = tf.constant(float(CROP_PADDING))
+    else:
+        padding = tf.round(size * (1.0 / family.eval_crop_fraction - 1.0))
+    crop = tf.cast(size / (size + padding) * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
     crop = tf.maximum(crop, 1)
-    return tf.stack([(height - crop + 1) // 2, (width - crop + 1) // 2, crop, crop])
+    round_up = 1 if family.center_offset_rounds_up else 0
+    return tf.stack([(height - crop + round_up) // 2, (width - crop + round_up) // 2, crop, crop])
 
 
 def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) -> tf.Tensor:
@@ -62,7 +87,7 @@ def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) 
         tf.concat([shape[:2], [3]], 0),
         bounding_boxes=whole,
         min_object_covered=family.min_object_covered,
-        aspect_ratio_range=(3 / 4, 4 / 3),
+        aspect_ratio_range=family.aspect_ratio_range,
         area_range=family.area_range,
         max_attempts=family.max_attempts,
         use_image_if_no_bounding_boxes=True,
@@ -71,9 +96,11 @@ def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) 
     if not family.center_crop_fallback:
         return window
     # Sampling gives back the whole image when all attempts fail; V1 then
-    # falls back to the evaluation crop.
-    failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
-    return tf.cond(failed, lambda: center_crop_window(shape, image_size), lambda: window)
+    # falls back to the evaluation crop. The official test compares all three
+    # dimensions with the 3-channel decode, so a grayscale or CMYK JPEG never
+    # falls back.
+    failed = tf.reduce_all(tf.equal(size[:2], shape[:2])) & tf.equal(shape[2], 3)
+    return tf.cond(failed, lambda: center_crop_window(shape, image_size, family), lambda: window)
 
 
 def decode_window(encoded: tf.Tensor, window_fn) -> tf.Tensor:
@@ -108,21 +135,27 @@ def eval_window_fn(family: Family, image_size: int):
     """The crop rule for evaluation: center crop, or whole image for large V2 sizes."""
     if family.eval_crop_below is not None and image_size >= family.eval_crop_below:
         return lambda shape: tf.stack([0, 0, shape[0], shape[1]])
-    return lambda shape: center_crop_window(shape, image_size)
+    return lambda shape: center_crop_window(shape, image_size, family)
 
 
 def resize(image: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor:
-    """Resize to a square with the family's method; float32 clipped to [0, 255]."""
-    image = tf.image.resize(image, tf.stack([image_size, image_size]), method=family.resize_method)
-    return tf.clip_by_value(image, 0.0, 255.0)
+    """Resize to a square with the family's method, as float32.
 
-
-def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor:
-    """Resize a training crop, flip at random, and round down like a uint8 cast.
-
-    The official code casts to uint8 before RandAugment; keeping the values on
-    that integer grid makes our float ops match its results.
+    Not clipped: the official code feeds bicubic overshoot (a few values below
+    0 or above 255) to the model at evaluation and without augmentation.
     """
-    image = resize(image, image_size, family)
-    image = tf.image.random_flip_left_right(image)
-    return tf.cast(image, tf.uint8)
+    size = tf.stack([image_size, image_size])
+    if not family.legacy_resize:
+        return tf.image.resize(image, size, method=family.resize_method)
+    resize_op = {"bicubic": tf.raw_ops.ResizeBicubic, "bilinear": tf.raw_ops.ResizeBilinear}[family.resize_method]
+    return resize_op(images=image[None], size=size, align_corners=False, half_pixel_centers=False)[0]
+
+
+def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family, quantize: bool) -> tf.Tensor:
+    """Resize a training crop and flip it at random; `quantize` for augmentation.
+
+    The official code clips and casts to uint8 before AutoAugment/RandAugment
+    (whose ops then stay on that grid) and keeps the float image otherwise.
+    """
+    image = tf.image.random_flip_left_right(resize(image, image_size, family))
+    return tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8) if quantize else image
