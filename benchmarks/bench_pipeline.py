@@ -40,7 +40,7 @@ def keras_cv_pipeline(source, batch_size: int, image_size: int) -> tf.data.Datas
     split = source.train
     ds = split.make().shuffle(split.size)
     if split.kind == "path":
-        ds = decode_files(ds, lambda data: preprocessing.decode_window(data, window_fn), split.bad_files)
+        ds = decode_files(ds, lambda data: preprocessing.decode_window(data, window_fn, fam.jpeg_window_decode), split.bad_files)
     else:
         ds = ds.map(lambda x, y: (preprocessing.crop(x, window_fn(tf.shape(x))), y), num_parallel_calls=tf.data.AUTOTUNE)
     n = len(source.class_names)

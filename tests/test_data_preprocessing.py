@@ -190,3 +190,15 @@ def test_training_images_leave_the_uint8_grid_only_without_augmentation(augmenta
     batch = next(iter(train))[0].numpy()
     assert batch.dtype == np.float32
     assert np.array_equal(batch, np.round(batch)) == on_grid
+
+
+def test_v2_decodes_whole_jpegs_as_automl_v1_only_the_window():
+    """A 4:2:0 JPEG's window decode differs from decode-then-slice at the window's edges."""
+    smooth = np.asarray(Image.fromarray(rgb(60, 80, seed=5)).resize((160, 120), Image.BICUBIC))
+    data = tf.constant(encode(Image.fromarray(smooth), "JPEG", quality=90))
+    window = lambda shape: tf.constant([7, 13, 51, 77])
+    whole = tf.io.decode_jpeg(data, channels=3).numpy()[7:58, 13:90]
+    v2 = pp.decode_window(data, window, pp.FAMILIES["efficientnetv2"].jpeg_window_decode).numpy()
+    v1 = pp.decode_window(data, window, pp.FAMILIES["efficientnet"].jpeg_window_decode).numpy()
+    np.testing.assert_array_equal(v2, whole)
+    assert v1.shape == whole.shape and not np.array_equal(v1, whole)

@@ -82,14 +82,18 @@ def resolve_source(source: str | Source, data_dir: str | None = None) -> Source:
     return tfds_source(source, data_dir=data_dir)
 
 
-def _examples_and_decoder(split: Split, window_fn):
+def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family):
     """The split's (payload, label) dataset, and the step that turns it into
-    (uint8 crop, label), decoding only the window for JPEG."""
+    (uint8 crop, label), decoding only the window for JPEG where the family does."""
     ds = split.make()
+
+    def decode_one(data):
+        return preprocessing.decode_window(data, window_fn, fam.jpeg_window_decode)
+
     if split.kind == "path":
-        return ds, lambda d: decode_files(d, lambda data: preprocessing.decode_window(data, window_fn), split.bad_files)
+        return ds, lambda d: decode_files(d, decode_one, split.bad_files)
     if split.kind == "encoded":
-        return ds, lambda d: d.map(lambda x, y: (preprocessing.decode_window(x, window_fn), y), num_parallel_calls=AUTOTUNE)
+        return ds, lambda d: d.map(lambda x, y: (decode_one(x), y), num_parallel_calls=AUTOTUNE)
     return ds, lambda d: d.map(lambda x, y: (preprocessing.crop(x, window_fn(tf.shape(x))), y), num_parallel_calls=AUTOTUNE)
 
 
@@ -114,7 +118,7 @@ def make_train_dataset(
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
     window_fn = preprocessing.train_window_fn(fam, state.image_size)
-    ds, decode = _examples_and_decoder(source.train, window_fn)
+    ds, decode = _examples_and_decoder(source.train, window_fn, fam)
     ds = _shard(ds, input_context)
     ds = ds.shuffle(min(shuffle_buffer, source.train.size), reshuffle_each_iteration=True)
     ds = decode(ds)
@@ -158,7 +162,7 @@ def make_eval_dataset(
     """Evaluation pipeline: the family's center crop at a fixed size, in order, all examples."""
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
-    ds, decode = _examples_and_decoder(source.eval, preprocessing.eval_window_fn(fam, image_size))
+    ds, decode = _examples_and_decoder(source.eval, preprocessing.eval_window_fn(fam, image_size), fam)
     ds = decode(_shard(ds, input_context))
     size = tf.constant(image_size)
     ds = ds.map(lambda x, y: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)

@@ -43,6 +43,10 @@ class Family:
     # Contrast blends with the mean gray level (PIL) instead of the official
     # histogram-count mean.
     pil_contrast: bool = False
+    # JPEGs decode only the crop window (tpu); google/automl's V2 decodes the
+    # whole image and slices, which differs at the window's edges when chroma
+    # is subsampled.
+    jpeg_window_decode: bool = True
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,6 +56,7 @@ FAMILIES: dict[str, Family] = {
     "efficientnetv2": Family(
         "efficientnetv2", (0.05, 1.0), 0.0, 100, "bilinear", False, 320,
         aspect_ratio_range=(0.75, 1.33), legacy_resize=False, center_offset_rounds_up=False,
+        jpeg_window_decode=False,
     ),
 }  # fmt: skip
 
@@ -103,22 +108,25 @@ def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) 
     return tf.cond(failed, lambda: center_crop_window(shape, image_size, family), lambda: window)
 
 
-def decode_window(encoded: tf.Tensor, window_fn) -> tf.Tensor:
+def decode_window(encoded: tf.Tensor, window_fn, jpeg_window_decode: bool = True) -> tf.Tensor:
     """Decode an encoded image to uint8 RGB, keeping only `window_fn(shape)`.
 
-    Grayscale, RGBA, palette, CMYK and 16-bit images all come out as 3-channel
-    uint8; animated GIFs give their first frame.
+    With `jpeg_window_decode` a JPEG decodes only the window (faster); anything
+    else is decoded whole and sliced. Grayscale, RGBA, palette, CMYK and 16-bit
+    images all come out as 3-channel uint8; animated GIFs give their first frame.
     """
 
-    def jpeg():
+    def jpeg_window():
         window = window_fn(tf.io.extract_jpeg_shape(encoded))
         return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
 
-    def other():
+    def whole():
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         return crop(image, window_fn(tf.shape(image)))
 
-    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    if not jpeg_window_decode:
+        return whole()
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg_window, whole)
 
 
 def crop(image: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
