@@ -29,7 +29,14 @@ from efficientnet_tf.registry import (
     round_filters,
     round_repeats,
 )
+from efficientnet_tf.validation import check_choice, check_float, check_int
 
+# Width or depth beyond this is a typo, not a model (L2 is 4.3 wide, 5.3 deep).
+_MAX_SCALE = 16.0
+_BUILD_OPTIONS = {
+    "include_top", "input_shape", "pooling", "num_classes", "classifier_activation", "dropout_rate",
+    "survival_prob", "include_preprocessing", "bn_momentum", "name",
+}
 _POOLING = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
 
 
@@ -60,22 +67,66 @@ def scaled_stages(spec: ModelSpec) -> list[block_grammar.BlockArgs]:
     return scaled
 
 
-def _check_options(input_shape, pooling, num_classes, include_top, survival_prob, include_preprocessing):
-    if len(input_shape) != 3 or any(d is not None and (not isinstance(d, int) or d < 1) for d in input_shape):
+def _check_stages(blocks: Sequence[str]) -> None:
+    """Each stage must start with the channels the previous one ended with."""
+    stages = block_grammar.decode_all(blocks)
+    for k, (before, after) in enumerate(zip(stages, stages[1:]), start=1):
+        if after.input_filters != before.output_filters:
+            raise ValueError(
+                f"blocks[{k}] {blocks[k]!r} starts with i{after.input_filters} but blocks[{k - 1}] ends with "
+                f"o{before.output_filters}; make them equal."
+            )
+
+
+def _check_options(
+    input_shape, pooling, num_classes, include_top, classifier_activation, dropout_rate, survival_prob,
+    include_preprocessing, bn_momentum, name,
+) -> tuple:
+    """Checks every option before any layer is built; returns the numeric ones as plain Python values."""
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3:
         raise ValueError(
-            f"input_shape must be (height, width, channels) with positive ints or None, got {input_shape!r}."
+            f"input_shape must be (height, width, channels) with positive ints or None, got {input_shape!r}; "
+            "e.g. input_shape=(224, 224, 3)."
         )
+    input_shape = tuple(
+        None if d is None else check_int(f"input_shape[{i}]", d, min=1) for i, d in enumerate(input_shape)
+    )
     if include_preprocessing and input_shape[-1] not in (None, 3):
         raise ValueError(
             f"include_preprocessing=True needs 3-channel RGB input, got input_shape={input_shape!r}; "
             "pass include_preprocessing=False for other channel counts."
         )
-    if pooling not in (None, "avg", "max"):
-        raise ValueError(f"pooling must be None, 'avg' or 'max', got {pooling!r}.")
-    if include_top and (not isinstance(num_classes, int) or num_classes < 1):
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
-    if not 0.0 < survival_prob <= 1.0:
-        raise ValueError(f"survival_prob must be in (0, 1], got {survival_prob}.")
+    check_choice("include_top", include_top, (True, False))
+    check_choice("include_preprocessing", include_preprocessing, (True, False))
+    check_choice("pooling", pooling, (None, "avg", "max"))
+    if include_top:
+        if pooling is not None:
+            raise ValueError(
+                f"pooling={pooling!r} applies only with include_top=False (the classifier always averages); "
+                "drop pooling or pass include_top=False."
+            )
+        num_classes = 1000 if num_classes is None else check_int("num_classes", num_classes, min=1)
+        if classifier_activation is not None:
+            try:
+                keras.activations.get(classifier_activation)
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"classifier_activation must be None, a Keras activation name such as 'softmax', or a "
+                    f"callable; got {classifier_activation!r}."
+                ) from None
+    elif num_classes is not None:
+        raise ValueError(
+            f"num_classes={num_classes!r} needs include_top=True (without the classifier there are no classes); "
+            "drop num_classes or pass include_top=True."
+        )
+    if dropout_rate is not None:
+        dropout_rate = check_float("dropout_rate", dropout_rate, min=0.0, max=1.0, max_open=True)
+    survival_prob = check_float("survival_prob", survival_prob, min=0.0, max=1.0, min_open=True)
+    if bn_momentum is not None:
+        bn_momentum = check_float("bn_momentum", bn_momentum, min=0.0, max=1.0, max_open=True)
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty str (the Keras model name), got {name!r}.")
+    return input_shape, num_classes, dropout_rate, survival_prob, bn_momentum
 
 
 def build_model(
@@ -84,7 +135,7 @@ def build_model(
     include_top: bool = True,
     input_shape: Sequence[Optional[int]] = (None, None, 3),
     pooling: Optional[str] = None,
-    num_classes: int = 1000,
+    num_classes: Optional[int] = None,
     classifier_activation: Optional[Union[str, Callable]] = "softmax",
     dropout_rate: Optional[float] = None,
     survival_prob: float = 0.8,
@@ -92,9 +143,12 @@ def build_model(
     bn_momentum: Optional[float] = None,
     name: Optional[str] = None,
 ) -> keras.Model:
-    """Builds the network described by `spec` (no weights loaded)."""
-    input_shape = tuple(input_shape)
-    _check_options(input_shape, pooling, num_classes, include_top, survival_prob, include_preprocessing)
+    """Builds the network described by `spec` (no weights loaded); `num_classes` defaults to 1000."""
+    input_shape, num_classes, dropout_rate, survival_prob, bn_momentum = _check_options(
+        input_shape, pooling, num_classes, include_top, classifier_activation, dropout_rate, survival_prob,
+        include_preprocessing, bn_momentum, name,
+    )
+    _check_stages(spec.blocks)
     dropout_rate = spec.dropout if dropout_rate is None else dropout_rate
     momentum = spec.bn_momentum if bn_momentum is None else bn_momentum
     bn = dict(momentum=momentum, epsilon=spec.bn_epsilon)
@@ -184,6 +238,7 @@ def features_model(model: keras.Model) -> keras.Model:
 
 def get_model(
     name: str,
+    /,
     *,
     weights: Optional[str] = None,
     features_only: bool = False,
@@ -196,7 +251,8 @@ def get_model(
 
     Args:
       name: a registry name such as ``"efficientnetv2-s"`` (see
-        ``efficientnet_tf.model_names()``).
+        ``efficientnet_tf.model_names()``), positional; a ``name=`` keyword
+        names the Keras model instead.
       weights: None (random init), ``"imagenet"``, or a weights file path
         (ours, or a keras.applications HDF5 file). With ``"imagenet"`` and
         ``num_classes != 1000`` the backbone is loaded and the classifier
@@ -214,30 +270,50 @@ def get_model(
       >>> sorted(backbone.output)[:2]
       ['reduction_1', 'reduction_2']
     """
+    from efficientnet_tf.weights import check_weights, load_weights
+
+    unknown = sorted(set(options) - _BUILD_OPTIONS)
+    if unknown:
+        raise TypeError(f"get_model got unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_BUILD_OPTIONS))}.")
     spec = get_spec(name)
-    changes = {k: v for k, v in dict(blocks=blocks, width=width, depth=depth).items() if v is not None}
-    if "blocks" in changes:
-        changes["blocks"] = tuple(block_grammar.encode(a) for a in block_grammar.decode_all(changes["blocks"]))
-    for key in ("width", "depth"):
-        if key in changes and not (isinstance(changes[key], (int, float)) and changes[key] > 0):
-            raise ValueError(f"{key} must be a positive number, got {changes[key]!r}.")
+    changes = {}
+    if blocks is not None:
+        if isinstance(blocks, str):
+            raise ValueError(f"blocks must be a list of block strings, got the single string {blocks!r}; wrap it in [].")
+        changes["blocks"] = tuple(block_grammar.encode(a) for a in block_grammar.decode_all(blocks))
+    for key, value in (("width", width), ("depth", depth)):
+        if value is not None:
+            changes[key] = check_float(key, value, min=0.0, max=_MAX_SCALE, min_open=True)
     if changes:
         spec = spec.replace(**changes)
+    check_choice("features_only", features_only, (True, False))
     if features_only:
+        given = {k: options[k] for k in ("include_top", "pooling", "num_classes") if options.get(k) not in (None, False)}
+        if given:
+            raise ValueError(
+                f"features_only=True returns the backbone's feature maps; drop {', '.join(f'{k}={v!r}' for k, v in given.items())}."
+            )
         options["include_top"] = False
-        options["pooling"] = None
+    check_weights(weights, spec)
     model = build_model(spec, **options)
     if weights is not None:
-        from efficientnet_tf.weights import load_weights
-
         load_weights(model, weights, spec)
     return features_model(model) if features_only else model
 
 
 def _constructor(model_name: str) -> Callable[..., keras.Model]:
-    def constructor(**options) -> keras.Model:
+    def constructor(*args, **options) -> keras.Model:
+        if args:
+            raise TypeError(
+                f"{constructor.__name__} takes keyword arguments only, got {args!r}; "
+                f"e.g. {constructor.__name__}(num_classes=5)."
+            )
         return get_model(model_name, **options)
 
+    family, suffix = model_name.split("-")
+    constructor.__name__ = constructor.__qualname__ = (
+        f"EfficientNet{'V2' if family.endswith('v2') else ''}{suffix.capitalize() if 'lite' in suffix else suffix.upper()}"
+    )
     constructor.__doc__ = f"Builds ``{model_name}``; options as for `efficientnet_tf.get_model`."
     return constructor
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Optional
+
+from efficientnet_tf.validation import check_float, check_int
 
 V1_BLOCKS = (
     "r1_k3_s11_e1_i32_o16_se0.25",
@@ -125,8 +126,13 @@ def compound_scaling(
 
     depth = alpha**phi, width = beta**phi, resolution = gamma**phi times the
     base, rounded to a multiple of 8. The named B1-B7 were tuned by hand
-    around these values, so they do not lie exactly on this curve.
+    around these values, so they do not lie exactly on this curve. `phi` is
+    kept in [0, 16] (B7 is about 6; beyond 16 the image exceeds 2,000 px)
+    and the coefficients at least 1, so every result is a real model.
     """
+    phi = check_float("phi", phi, min=0.0, max=16.0)
+    alpha, beta, gamma = (check_float(n, v, min=1.0) for n, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma)))
+    base_resolution = check_int("base_resolution", base_resolution, min=8)
     width, depth = beta**phi, alpha**phi
     resolution = max(8, int(round(base_resolution * gamma**phi / 8)) * 8)
     return round(width, 4), round(depth, 4), resolution
@@ -183,7 +189,9 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
 
 def get_spec(name: str) -> ModelSpec:
     """Looks a model name up, suggesting the closest names when it is unknown."""
-    key = str(name).strip().lower().replace("_", "-")
+    if not isinstance(name, str):
+        raise TypeError(f"Model name must be a str such as 'efficientnet-b0', got {name!r}.")
+    key = name.strip().lower().replace("_", "-")
     if key in MODELS:
         return MODELS[key]
     close = difflib.get_close_matches(key, MODELS, n=3)

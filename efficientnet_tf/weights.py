@@ -59,19 +59,31 @@ _SKIPPED_PREFIXES = ("normalization", "rescaling")
 _WEIGHT_ALIASES = {"depthwise_kernel": "kernel"}
 
 
-def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: ModelSpec) -> None:
-    """Loads ``"imagenet"`` or a weights file into a model built by `build_model`."""
+def check_weights(weights, spec: ModelSpec) -> None:
+    """Fails on a bad `weights` argument before the model is built (the file's content is checked on load)."""
+    if weights is None:
+        return
     if isinstance(weights, str) and weights == "imagenet":
         _check_published(spec)
-        classifier = next((layer for layer in model.layers if layer.name == _CLASSIFIER), None)
-        with_top = classifier is not None and classifier.units == IMAGENET_CLASSES
-        _load_legacy(model, imagenet_file(spec.name, include_top=with_top), spec)
         return
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights must be None, 'imagenet' or a file path, got {weights!r}.")
     path = os.fspath(weights)
+    if isinstance(path, str) and path.strip().lower() == "imagenet":
+        raise ValueError(f"weights={weights!r} is not a file; did you mean weights='imagenet' (lowercase)?")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weights file {path!r} not found; pass weights=None, 'imagenet' or an existing file.")
+
+
+def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: ModelSpec) -> None:
+    """Loads ``"imagenet"`` or a weights file into a model built by `build_model`."""
+    check_weights(weights, spec)
+    if isinstance(weights, str) and weights == "imagenet":
+        classifier = next((layer for layer in model.layers if layer.name == _CLASSIFIER), None)
+        with_top = classifier is not None and classifier.units == IMAGENET_CLASSES
+        _load_legacy(model, imagenet_file(spec.name, include_top=with_top), spec)
+        return
+    path = os.fspath(weights)
     if _is_legacy(path):
         _load_legacy(model, path, spec)
     else:

@@ -138,3 +138,71 @@ def test_sharding_splits_examples_between_workers(folder):
         assert max(x.shape[0] for x, _ in batches) == 2  # per-replica batch
         seen.append(sum(x.shape[0] for x, _ in batches))
     assert seen == [6, 6]
+
+
+def test_archive_folders_webp_and_tiff(tmp_path, caplog):
+    for c in ("cat", "dog"):
+        save(f"{tmp_path}/{c}/a.png", "PNG")
+        save(f"{tmp_path}/{c}/b.webp", "WEBP")
+        save(f"{tmp_path}/{c}/c.tif", "TIFF")
+    save(f"{tmp_path}/__MACOSX/cat/._a.png", "PNG")  # what macOS zips carry along
+    save(f"{tmp_path}/cat/__MACOSX/x.png", "PNG")
+    caplog.set_level(logging.WARNING, logger="efficientnet_tf.data")
+    src = folder_source(str(tmp_path), eval_dir=str(tmp_path))
+    assert src.class_names == ["cat", "dog"] and src.train.size == 4  # png + webp per class
+    tiff = [r.getMessage() for r in caplog.records if "cannot decode" in r.getMessage()]
+    assert len(tiff) == 1 and "skipped 2" in tiff[0] and "c.tif" in tiff[0]
+    train, _, info = make_datasets(src, family="efficientnet", image_size=16, batch_size=2, augmentation=None)
+    assert sum(x.shape[0] for x, _ in read_all(train)) == 4 and info.num_train == 4
+
+
+def test_palette_bmp_decodes_with_its_colours(tmp_path):
+    colour = (200, 30, 90)  # TensorFlow alone reads the palette index (0) as grey: black
+    palette = Image.new("RGB", (12, 10), colour).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    for c in ("a", "b"):
+        os.makedirs(tmp_path / c)
+        palette.save(tmp_path / c / "p.bmp", "BMP")
+    assert (tmp_path / "a" / "p.bmp").read_bytes()[28] == 8  # 8 bits per pixel: a palette BMP
+    _, ev, _ = make_datasets(
+        folder_source(str(tmp_path), eval_dir=str(tmp_path)), family="efficientnetv2", image_size=12, batch_size=1
+    )
+    for image, _ in read_all(ev):
+        np.testing.assert_allclose(image.reshape(-1, 3), np.broadcast_to(colour, (12 * 12, 3)), atol=1)
+
+
+def test_class_of_only_unreadable_files_is_an_error(tmp_path):
+    save(f"{tmp_path}/good/a.png", "PNG")
+    save(f"{tmp_path}/good/b.png", "PNG")
+    os.makedirs(tmp_path / "broken")
+    (tmp_path / "broken" / "a.jpg").write_bytes(b"")
+    (tmp_path / "broken" / "b.png").write_text("not a png")
+    with pytest.raises(ValueError, match="broken.*no readable image"):
+        folder_source(str(tmp_path))
+
+
+def test_decode_failures_lower_num_train_once_and_are_listed_once(folder):
+    corrupt = bytearray(jpeg_bytes())
+    corrupt[400:420] = b"\x00" * 20  # passes the scan, fails to decode
+    (folder / "cat" / "corrupt.jpg").write_bytes(bytes(corrupt))
+    train, _, info = make_datasets(
+        folder_source(str(folder), eval_dir=str(folder)), family="efficientnet", image_size=16, batch_size=1,
+        augmentation=None,
+    )  # fmt: skip
+    assert info.num_train == 13 and info.bad_files == []
+    for _ in range(2):  # two epochs: counted once, listed once
+        assert sum(x.shape[0] for x, _ in read_all(train)) == 12
+    assert info.num_train == 12 and info.bad_files == [str(folder / "cat" / "corrupt.jpg")]
+
+
+def test_broken_symlinks_and_loops_are_skipped_and_counted(folder, caplog):
+    cat = folder / "cat"
+    os.symlink(cat / "missing.jpg", cat / "dangling.jpg")
+    os.symlink(cat / "loop_b.png", cat / "loop_a.png")
+    os.symlink(cat / "loop_a.png", cat / "loop_b.png")
+    os.symlink(cat, cat / "sub" / "back_to_cat")  # a folder loop
+    os.symlink(folder / "dog" / "a.JPG", cat / "linked.jpg")  # a good link is used
+    caplog.set_level(logging.WARNING, logger="efficientnet_tf.data")
+    src = folder_source(str(folder), eval_dir=str(folder))
+    assert src.train.size == 13
+    scan = [r.getMessage() for r in caplog.records if "while scanning" in r.getMessage()]
+    assert len(scan) == 1 and "skipped 3" in scan[0]

@@ -147,12 +147,12 @@ def test_custom_blocks_width_depth_and_compound_scaling():
         (dict(name="efficientnet-b0", survival_prob=0.0), "survival_prob"),
         (dict(name="efficientnet-b0", width=-1), "width must be"),
         (dict(name="efficientnet-b0", blocks=["r1_k3"]), "missing field"),
-        (dict(name="efficientnet-b0", dropout_rate=1.5), "rate must be in"),
+        (dict(name="efficientnet-b0", dropout_rate=1.5), "dropout_rate must be in"),
     ],
 )
 def test_bad_options_give_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        get_model(**kwargs)
+        get_model(kwargs.pop("name"), **kwargs)
 
 
 def test_mixed_precision_keeps_logits_float32():

@@ -2,12 +2,14 @@
 
 Each file is decoded in its own tiny dataset with `ignore_errors`; when that
 yields nothing, a failure marker takes its place, so the pipeline learns which
-path failed. Failures are collected in Python and reported as one warning
-(count and first paths) at the end of each pass over the files.
+path failed. Failures are collected in Python (each path once, however many
+epochs it fails in) and reported as one warning (count and first paths) at
+the end of the pass that first met them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 from typing import Callable
@@ -19,21 +21,31 @@ FIRST_PATHS = 5
 
 
 class BadFileLog:
-    """Paths of files that could not be used, with one warning per pass."""
+    """Paths of files that could not be used (each once), with one warning per pass."""
 
     def __init__(self, what: str):
         self.what = what
-        self.paths: list[str] = []
-        self._reported = 0
+        self._paths: dict[str, str] = {}  # path -> when it was skipped; a dict keeps the order
+        self._unreported: list[str] = []
         self._lock = threading.Lock()
 
+    @property
+    def paths(self) -> list[str]:
+        return list(self._paths)
+
+    @property
+    def decode_failures(self) -> int:
+        """Files that passed the scan but failed to decode (so far)."""
+        return sum(when == "decode" for when in self._paths.values())
+
     def add(self, paths: list[str], when: str) -> None:
-        """Record paths skipped `when` (e.g. "while scanning") and warn once."""
+        """Record paths skipped `when` (e.g. "while scanning") and warn once about those not yet recorded."""
+        with self._lock:
+            paths = [p for p in dict.fromkeys(paths) if p not in self._paths]
+            for path in paths:
+                self._paths[path] = when
         if not paths:
             return
-        with self._lock:
-            self.paths.extend(paths)
-            self._reported = len(self.paths)
         shown = ", ".join(paths[:FIRST_PATHS]) + (", ..." if len(paths) > FIRST_PATHS else "")
         log.warning("%s: skipped %d unreadable image file(s) %s: %s", self.what, len(paths), when, shown)
 
@@ -42,13 +54,38 @@ class BadFileLog:
         path = path.numpy().decode("utf-8", "replace")
         with self._lock:
             if path:
-                self.paths.append(path)
+                if path not in self._paths:  # a file fails again every epoch; count and warn once
+                    self._paths[path] = "decode"
+                    self._unreported.append(path)
                 return True
-            new, self._reported = self.paths[self._reported :], len(self.paths)
+            new, self._unreported = self._unreported, []
         if new:
             shown = ", ".join(new[:FIRST_PATHS]) + (", ..." if len(new) > FIRST_PATHS else "")
             log.warning("%s: skipped %d image file(s) that failed to decode: %s", self.what, len(new), shown)
         return True
+
+
+def _palette_bmp_to_png(data: tf.Tensor) -> bytes:
+    """TensorFlow reads a palette BMP's colour indices as grey levels; PIL applies the palette."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data.numpy())) as image:
+        out = io.BytesIO()
+        image.convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+def read_image_file(path: tf.Tensor) -> tf.Tensor:
+    """The file's bytes, with BMPs of 8 or fewer bits per pixel (palettes) re-encoded as PNG."""
+    data = tf.io.read_file(path)
+
+    def is_palette_bmp():
+        bits = tf.io.decode_raw(tf.strings.substr(data, 28, 1), tf.uint8)[0]
+        return tf.logical_and(tf.strings.substr(data, 0, 2) == "BM", bits <= 8)
+
+    has_header = tf.strings.length(data) > 30
+    palette = tf.cond(has_header, is_palette_bmp, lambda: tf.constant(False))
+    return tf.cond(palette, lambda: tf.reshape(tf.py_function(_palette_bmp_to_png, [data], tf.string), []), lambda: data)
 
 
 def decode_files(files: tf.data.Dataset, decode: Callable[[tf.Tensor], tf.Tensor], bad: BadFileLog) -> tf.data.Dataset:
@@ -56,7 +93,7 @@ def decode_files(files: tf.data.Dataset, decode: Callable[[tf.Tensor], tf.Tensor
 
     def attempt(path, label):
         good = tf.data.Dataset.from_tensors((path, label)).map(
-            lambda p, y: (decode(tf.io.read_file(p)), y, p, True)
+            lambda p, y: (decode(read_image_file(p)), y, p, True)
         ).ignore_errors()
         failed = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), label, path, False))
         return good.concatenate(failed).take(1)

@@ -20,9 +20,30 @@ from efficientnet_tf.data import augment, mixing, preprocessing
 from efficientnet_tf.data.badfiles import decode_files
 from efficientnet_tf.data.sources import Source, Split, folder_source, tfds_source
 from efficientnet_tf.data.synthetic import synthetic_source
+from efficientnet_tf.validation import check_choice, check_float, check_int
 
 AUGMENTATIONS = (None, "randaugment", "autoaugment")
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 8192
+KNOBS = ("image_size", "randaug_magnitude", "mixup_alpha", "cutmix_alpha")
+# RandAugment's magnitude scale ends at 30 (10 is the usual maximum); larger alphas are
+# no longer a mixing distribution anyone means (Beta(100, 100) always mixes 50/50).
+MAX_MAGNITUDE, MAX_ALPHA = 30.0, 100.0
+
+
+def check_knobs(**values) -> dict:
+    """`AugmentState` values checked and made plain ints/floats; raises on the first bad one."""
+    unknown = sorted(set(values) - set(KNOBS))
+    if unknown:
+        raise ValueError(f"AugmentState has no {', '.join(map(repr, unknown))}; use {', '.join(KNOBS)}.")
+    limits = dict(randaug_magnitude=MAX_MAGNITUDE, mixup_alpha=MAX_ALPHA, cutmix_alpha=MAX_ALPHA)
+    return {
+        name: check_int(name, value, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE) if name == "image_size"
+        else check_float(name, value, min=0.0, max=limits[name])
+        for name, value in values.items()
+    }
 
 
 class AugmentState:
@@ -30,55 +51,86 @@ class AugmentState:
 
     Assign new values (e.g. from a progressive-learning callback); the pipeline
     picks them up within a few batches. Create it outside any distribution
-    strategy scope so the variables stay plain host variables.
+    strategy scope so the variables stay plain host variables. A 0 magnitude
+    or alpha turns that augmentation off.
     """
 
     def __init__(self, image_size: int, randaug_magnitude: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
+        values = check_knobs(
+            image_size=image_size, randaug_magnitude=randaug_magnitude, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
+        )
         with tf.device("CPU:0"):
-            self.image_size = tf.Variable(int(image_size), dtype=tf.int32, trainable=False, name="image_size")
-            self.randaug_magnitude = tf.Variable(float(randaug_magnitude), trainable=False, name="randaug_magnitude")
-            self.mixup_alpha = tf.Variable(float(mixup_alpha), trainable=False, name="mixup_alpha")
-            self.cutmix_alpha = tf.Variable(float(cutmix_alpha), trainable=False, name="cutmix_alpha")
+            for name, value in values.items():
+                dtype = tf.int32 if name == "image_size" else tf.float32
+                setattr(self, name, tf.Variable(value, dtype=dtype, trainable=False, name=name))
 
     def assign(self, **values: float) -> None:
-        """Set any of image_size, randaug_magnitude, mixup_alpha, cutmix_alpha."""
-        for name, value in values.items():
-            if name not in ("image_size", "randaug_magnitude", "mixup_alpha", "cutmix_alpha"):
-                raise ValueError(f"AugmentState has no {name!r}; use image_size, randaug_magnitude, mixup_alpha, cutmix_alpha.")
-            if name == "image_size" and int(value) < 8:
-                raise ValueError(f"image_size must be at least 8, got {value}.")
-            if name != "image_size" and value < 0:
-                raise ValueError(f"{name} must be >= 0 (0 turns it off), got {value}.")
-            getattr(self, name).assign(int(value) if name == "image_size" else float(value))
+        """Set any of image_size, randaug_magnitude, mixup_alpha, cutmix_alpha (all checked before any is set)."""
+        for name, value in check_knobs(**values).items():
+            getattr(self, name).assign(value)
 
     def values(self) -> dict[str, float]:
-        return {name: getattr(self, name).numpy().item() for name in ("image_size", "randaug_magnitude", "mixup_alpha", "cutmix_alpha")}
+        return {name: getattr(self, name).numpy().item() for name in KNOBS}
 
 
 @dataclasses.dataclass
 class DatasetInfo:
-    """What the trainer and exports need to know about the data."""
+    """What the trainer and exports need to know about the data.
 
-    name: str
-    class_names: list[str]
-    num_train: int
-    num_eval: int
+    For image folders, files that fail to decode are found while training
+    reads them: `num_train`, `num_eval` and `bad_files` follow as they are.
+    """
+
+    source: Source
     state: AugmentState
-    bad_files: list[str]  # skipped so far (grows while training reads files)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.source.class_names
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def num_train(self) -> int:
+        return self.source.train.usable_size
 
-def resolve_source(source: str | Source, data_dir: str | None = None) -> Source:
+    @property
+    def num_eval(self) -> int:
+        return self.source.eval.usable_size
+
+    @property
+    def bad_files(self) -> list[str]:
+        """Files skipped so far (scan and decoding), each once."""
+        logs = (self.source.train.scanned, self.source.train.bad_files, self.source.eval.bad_files)
+        return list(dict.fromkeys(path for log in logs if log is not None for path in log.paths))
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.sep in text or "/" in text or text.startswith((".", "~"))
+
+
+def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = None) -> Source:
     """A Source as is; "synthetic"; an existing folder; else a TFDS dataset name."""
     if isinstance(source, Source):
         return source
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a Source, 'synthetic', a folder path or a TFDS name, got {source!r}.")
+    source = os.fspath(source)
     if source == "synthetic":
         return synthetic_source()
-    if os.path.isdir(source):
-        return folder_source(source)
+    if os.path.isdir(os.path.expanduser(source)):
+        return folder_source(os.path.expanduser(source))
+    if _looks_like_path(source):
+        raise ValueError(
+            f"Image folder {source!r} does not exist; pass an existing folder with one subfolder per class "
+            "(or a TFDS name such as 'cifar10')."
+        )
     return tfds_source(source, data_dir=data_dir)
 
 
@@ -106,7 +158,7 @@ def _shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None
 def make_train_dataset(
     source: Source,
     *,
-    family: str,
+    family: str | preprocessing.Family,
     batch_size: int,
     state: AugmentState,
     augmentation: str | None = "randaugment",
@@ -153,7 +205,7 @@ def make_train_dataset(
 def make_eval_dataset(
     source: Source,
     *,
-    family: str,
+    family: str | preprocessing.Family,
     image_size: int,
     batch_size: int,
     cache: bool = False,
@@ -172,10 +224,13 @@ def make_eval_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
+_KNOB_DEFAULTS = dict(randaug_magnitude=10.0, mixup_alpha=0.0, cutmix_alpha=0.0)  # make_datasets' defaults
+
+
 def make_datasets(
     source: str | Source,
     *,
-    family: str,
+    family: str | preprocessing.Family,
     image_size: int,
     batch_size: int,
     eval_size: int | None = None,
@@ -196,30 +251,58 @@ def make_datasets(
     `source`: a Source (folder_source, tfds_source, synthetic_source,
     array_source), "synthetic", a folder path, or a TFDS name (with
     `data_dir`). `family`: "efficientnet", "efficientnet-lite",
-    "efficientnetv2-base" or "efficientnetv2". Train batches have
-    `batch_size` images (per replica with `input_context`; a last partial
-    batch is dropped); eval keeps every example. Pass `state` to share knobs,
-    else one is made from image_size, randaug_magnitude and the alphas.
+    "efficientnetv2-base", "efficientnetv2", or a customized
+    `preprocessing.Family`. Train batches have
+    `batch_size` images (a last partial batch is dropped; a batch larger
+    than the training set is an error); eval keeps every example, at
+    `eval_size` (default `image_size`) in batches of `eval_batch_size`
+    (default `batch_size`). With `input_context` both batch sizes are global
+    and split per replica. Pass `state` to share knobs (then the
+    magnitude and alphas come from it), else one is made from image_size,
+    randaug_magnitude and the alphas.
+    Every argument is checked before the source is read.
     """
     preprocessing.get_family(family)
-    if augmentation not in AUGMENTATIONS:
-        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {augmentation!r}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    check_choice("augmentation", augmentation, AUGMENTATIONS)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    knobs = check_knobs(
+        image_size=image_size, randaug_magnitude=randaug_magnitude, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
+    )
+    image_size = knobs["image_size"]
+    eval_size = image_size if eval_size is None else check_int("eval_size", eval_size, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE)
+    eval_batch_size = batch_size if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size, min=1)
+    randaug_layers = check_int("randaug_layers", randaug_layers, min=0)
+    shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, min=1)
+    check_choice("cache_eval", cache_eval, (True, False))
+    if state is None:
+        state = AugmentState(**knobs)
+    elif not isinstance(state, AugmentState):
+        raise TypeError(f"state must be an AugmentState or None, got {state!r}.")
+    else:
+        ignored = {k: v for k, v in knobs.items() if k != "image_size" and v != _KNOB_DEFAULTS[k]}
+        if ignored:
+            raise ValueError(
+                f"{', '.join(ignored)} would be ignored: with state= the pipeline reads the state's values; "
+                "pass them to AugmentState (or state.assign) instead."
+            )
+        state.assign(image_size=image_size)
     src = resolve_source(source, data_dir)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if state is None:
-        state = AugmentState(image_size, randaug_magnitude, mixup_alpha, cutmix_alpha)
-    state.assign(image_size=image_size)  # validates the size
+        eval_batch_size = input_context.get_per_replica_batch_size(eval_batch_size)
+    pipelines = 1 if input_context is None else input_context.num_input_pipelines
+    if batch_size > src.train.size // pipelines:
+        raise ValueError(
+            f"batch_size {batch_size} is larger than the {src.train.size // pipelines} training examples of "
+            f"{src.name!r}{' per input pipeline' if pipelines > 1 else ''}, so an epoch would have no batch; "
+            f"pass batch_size={max(1, src.train.size // pipelines // 4)} or smaller."
+        )
     train = make_train_dataset(
         src, family=family, batch_size=batch_size, state=state, augmentation=augmentation,
         randaug_layers=randaug_layers, shuffle_buffer=shuffle_buffer, input_context=input_context,
     )  # fmt: skip
     evaluation = make_eval_dataset(
-        src, family=family, image_size=eval_size or image_size, batch_size=eval_batch_size or batch_size,
+        src, family=family, image_size=eval_size, batch_size=eval_batch_size,
         cache=cache_eval, input_context=input_context,
     )  # fmt: skip
-    bad = src.train.bad_files.paths if src.train.bad_files else []
-    info = DatasetInfo(src.name, src.class_names, src.train.size, src.eval.size, state, bad)
-    return train, evaluation, info
+    return train, evaluation, DatasetInfo(src, state)

@@ -18,19 +18,34 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.data.badfiles import BadFileLog
+from efficientnet_tf.validation import check_float, check_int
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+# Images TensorFlow cannot decode: counted and named in a warning, never used.
+UNSUPPORTED_EXTENSIONS = (".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2")
+# Folders that archive tools and file managers add; never classes or images.
+IGNORED_FOLDERS = ("__MACOSX",)
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM")
 
 
 @dataclasses.dataclass
 class Split:
-    """One split: a dataset factory, what its payloads are, and its size."""
+    """One split: a dataset factory, what its payloads are, and its size.
+
+    For image files, `bad_files` collects the files that fail to decode while
+    the split is read, and `scanned` the ones rejected before (not in `size`).
+    """
 
     make: Callable[[], tf.data.Dataset]
     kind: str  # "path", "encoded" or "decoded"
     size: int
     bad_files: BadFileLog | None = None
+    scanned: BadFileLog | None = None
+
+    @property
+    def usable_size(self) -> int:
+        """`size` less the files found so far to fail decoding."""
+        return self.size - (self.bad_files.decode_failures if self.bad_files else 0)
 
 
 @dataclasses.dataclass
@@ -43,50 +58,86 @@ class Source:
     class_names: list[str]
 
 
-def _has_image_signature(path: str) -> bool:
+def _is_image(path: str) -> bool:
+    """A non-empty, readable file whose first bytes are a format we decode (broken links fail here)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(12)
     except OSError:
         return False
-    return any(head.startswith(sig) for sig in _SIGNATURES)
+    return any(head.startswith(sig) for sig in _SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def _list_class_files(root: str) -> dict[str, list[str]]:
+def _is_class_folder(entry: os.DirEntry) -> bool:
+    return not entry.name.startswith(".") and entry.name not in IGNORED_FOLDERS and entry.is_dir()
+
+
+def _walk_images(folder: str) -> tuple[list[str], list[str]]:
+    """(image paths, unsupported image paths) under `folder`, following links but never a loop."""
+    found, unsupported, seen = [], [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder already walked
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in IGNORED_FOLDERS]
+        for name in filenames:
+            lower = name.lower()
+            if lower.endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.join(dirpath, name))
+            elif lower.endswith(UNSUPPORTED_EXTENSIONS):
+                unsupported.append(os.path.join(dirpath, name))
+    return found, unsupported
+
+
+def _list_class_files(root: str, bad: BadFileLog) -> dict[str, list[str]]:
     """class name -> sorted image paths (recursive, extensions in any case)."""
     if not os.path.isdir(root):
         raise ValueError(f"Image folder {root!r} does not exist; pass a folder with one subfolder per class.")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    classes = sorted(e.name for e in os.scandir(root) if _is_class_folder(e))
     if not classes:
         raise ValueError(f"Image folder {root!r} has no class subfolders; put each class's images in root/<class>/.")
-    files = {}
+    files, unsupported = {}, []
     for name in classes:
-        found = []
-        for dirpath, _, filenames in os.walk(os.path.join(root, name)):
-            found += [os.path.join(dirpath, f) for f in filenames if f.lower().endswith(IMAGE_EXTENSIONS)]
+        found, skipped = _walk_images(os.path.join(root, name))
+        unsupported += skipped
         if not found:
             raise ValueError(
                 f"Class folder {os.path.join(root, name)!r} has no images ({', '.join(IMAGE_EXTENSIONS)}); "
-                "add images or remove the folder."
+                "add images (convert TIFF and other formats to PNG or JPEG) or remove the folder."
             )
         files[name] = sorted(found)
+    bad.add(sorted(unsupported), "as formats TensorFlow cannot decode (convert them to PNG or JPEG)")
     return files
 
 
 def _screen(files: list[str], bad: BadFileLog) -> set[str]:
-    """Paths that are empty or not an image by their first bytes (checked in threads)."""
+    """Paths that are empty, unreadable, broken links or not an image by their first bytes (checked in threads)."""
     files = sorted(set(files))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        ok = list(pool.map(lambda p: os.path.getsize(p) > 0 and _has_image_signature(p), files))
+        ok = list(pool.map(_is_image, files))
     rejected = [p for p, good in zip(files, ok) if not good]
-    bad.add(rejected, "while scanning (empty or not an image)")
+    bad.add(rejected, "while scanning (empty, unreadable, a broken link or not an image)")
     return set(rejected)
 
 
-def _file_split(pairs: list[tuple[str, int]], bad: BadFileLog) -> Split:
+def _usable(folder: str, files: dict[str, list[str]], rejected: set[str]) -> dict[str, list[str]]:
+    """The files that passed the scan; a class left with none is an error, not an empty class."""
+    usable = {c: [p for p in fs if p not in rejected] for c, fs in files.items()}
+    empty = [c for c, fs in usable.items() if not fs]
+    if empty:
+        raise ValueError(
+            f"Class folder(s) {', '.join(repr(os.path.join(folder, c)) for c in empty)} hold no readable image "
+            "(every file is empty, broken or not an image); fix the files or remove the folder."
+        )
+    return usable
+
+
+def _file_split(pairs: list[tuple[str, int]], what: str) -> Split:
     paths = [p for p, _ in pairs]
     labels = np.array([y for _, y in pairs], np.int32)
-    return Split(lambda: tf.data.Dataset.from_tensor_slices((paths, labels)), "path", len(pairs), bad)
+    return Split(lambda: tf.data.Dataset.from_tensor_slices((paths, labels)), "path", len(pairs), BadFileLog(what))
 
 
 def folder_source(
@@ -101,36 +152,49 @@ def folder_source(
     Without eval_dir, each class gives the same `validation_fraction` of its
     files (chosen by `seed`, so the split is the same on every run) to eval.
     """
-    train_files = _list_class_files(train_dir)
+    for what, folder in (("train_dir", train_dir), ("eval_dir", eval_dir)):
+        if folder is not None and not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"{what} must be a folder path, got {folder!r}.")
+    train_dir = os.fspath(train_dir)
+    if eval_dir is None:
+        validation_fraction = check_float(
+            "validation_fraction", validation_fraction, min=0.0, max=1.0, min_open=True, max_open=True
+        )
+    seed = check_int("seed", seed, min=0)
+    scanned = BadFileLog(f"Images under {train_dir!r}")
+    train_files = _list_class_files(train_dir, scanned)
     class_names = list(train_files)
     if len(class_names) < 2:
         raise ValueError(
             f"Image folder {train_dir!r} has only the class {class_names[0]!r}; classification needs at least 2."
         )
-    bad = BadFileLog(f"Images under {train_dir!r}")
     if eval_dir is not None:
-        eval_files = _list_class_files(eval_dir)
+        eval_dir = os.fspath(eval_dir)
+        eval_files = _list_class_files(eval_dir, scanned)
         unknown = sorted(set(eval_files) - set(class_names))
         if unknown:
             raise ValueError(f"Eval folder {eval_dir!r} has classes {unknown} that {train_dir!r} lacks; match them.")
-        rejected = _screen([p for fs in list(train_files.values()) + list(eval_files.values()) for p in fs], bad)
-        train = [(p, i) for i, c in enumerate(class_names) for p in train_files[c] if p not in rejected]
-        held = [(p, class_names.index(c)) for c, fs in eval_files.items() for p in fs if p not in rejected]
+        rejected = _screen([p for fs in list(train_files.values()) + list(eval_files.values()) for p in fs], scanned)
+        train_files, eval_files = _usable(train_dir, train_files, rejected), _usable(eval_dir, eval_files, rejected)
+        train = [(p, i) for i, c in enumerate(class_names) for p in train_files[c]]
+        held = [(p, class_names.index(c)) for c, fs in eval_files.items() for p in fs]
     else:
-        if not 0.0 < validation_fraction < 1.0:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}; or pass eval_dir.")
-        rejected = _screen([p for fs in train_files.values() for p in fs], bad)
+        rejected = _screen([p for fs in train_files.values() for p in fs], scanned)
+        train_files = _usable(train_dir, train_files, rejected)
         rng = np.random.default_rng(seed)
         train, held = [], []
         for i, c in enumerate(class_names):
-            fs = [p for p in train_files[c] if p not in rejected]
+            fs = train_files[c]
             order = rng.permutation(len(fs))
             n_eval = int(round(len(fs) * validation_fraction)) if len(fs) > 1 else 0
             held += [(fs[j], i) for j in sorted(order[:n_eval])]
             train += [(fs[j], i) for j in sorted(order[n_eval:])]
     if not train or not held:
         raise ValueError(f"Image folder {train_dir!r} left no usable {'training' if not train else 'eval'} images.")
-    return Source(os.path.basename(os.path.normpath(train_dir)), _file_split(train, bad), _file_split(held, bad), class_names)
+    train_split = _file_split(train, f"Training images under {train_dir!r}")
+    eval_split = _file_split(held, f"Eval images under {eval_dir or train_dir!r}")
+    train_split.scanned = eval_split.scanned = scanned
+    return Source(os.path.basename(os.path.normpath(train_dir)), train_split, eval_split, class_names)
 
 
 def array_source(
