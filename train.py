@@ -3,6 +3,8 @@
     python train.py --model=efficientnetv2-s --dataset=imagenet2012 --data_dir=~/tensorflow_datasets
     python train.py --model=efficientnetv2-b0                    # the built-in dataset, minutes on a CPU
     python train.py --dataset=/path/to/images --optimizer.lr_per_256=0.008 --train.ema_decay=0.999
+    TF_CONFIG='{"cluster": {"worker": ["a:2222", "b:2222"]}, "task": {"type": "worker", "index": 0}}' \
+        python train.py --strategy=multi_worker --model_dir=/shared/run   # the same on b with index 1
 
 Every config field can be set by its dotted name (see configs/ and
 efficientnet_tf/training/config.py); the resolved config is printed and
@@ -33,7 +35,11 @@ flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"],
 flags.DEFINE_enum("mixed_precision", None, ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
                   "Precision policy (default auto: bfloat16 only where the hardware runs it fast).")  # fmt: skip
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy.")  # fmt: skip
+                  "tf.distribute strategy. auto: a TPU if one resolves, multi_worker if TF_CONFIG lists several "
+                  "tasks, mirrored over several GPUs, else one device. --batch_size is global.")  # fmt: skip
+flags.DEFINE_string("tpu", None, "TPU name or grpc://host:port address (default TPU_NAME, else 'local' on a TPU VM).")
+flags.DEFINE_float("startup_timeout", 600, "Seconds to wait for multi-worker peers or a TPU before giving up.")
+flags.DEFINE_bool("sync_batchnorm", None, "BatchNorm statistics over the global batch when there are several replicas.")
 flags.DEFINE_string("init_weights", None, "'imagenet' or a weights file; another class count starts the head fresh.")
 flags.DEFINE_enum("schedule", "paper", ["paper", "automl"],
                   "Progressive-learning schedule: the V2 paper's Table 6, or the released google/automl one.")  # fmt: skip
@@ -41,7 +47,8 @@ flags.DEFINE_bool("allow_config_change", False, "Continue a run in --model_dir a
 
 FLAGS = flags.FLAGS
 NAMED = {"epochs": "train.epochs", "batch_size": "data.batch_size", "data_dir": "data.data_dir",
-         "eval_dir": "data.eval_dir", "mixed_precision": "train.mixed_precision", "init_weights": "model.init_weights"}  # fmt: skip
+         "eval_dir": "data.eval_dir", "mixed_precision": "train.mixed_precision", "init_weights": "model.init_weights",
+         "sync_batchnorm": "train.sync_batchnorm"}  # fmt: skip
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -54,28 +61,34 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    import logging
+
     import configs
     from efficientnet_tf.training import trainer
     from efficientnet_tf.training.config import parse_overrides
+
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # tf.distribute logs every collective at INFO
 
     named = {dotted: getattr(FLAGS, flag) for flag, dotted in NAMED.items() if getattr(FLAGS, flag) is not None}
     config = configs.recipe(FLAGS.model, FLAGS.dataset, FLAGS.schedule, {**named, **parse_overrides(argv[1:])})
     dataset_name = os.path.basename(os.path.normpath(config.data.dataset))
     model_dir = FLAGS.model_dir or os.path.join("runs", f"{config.model.name}-{dataset_name}")
-    trainer.run(config, model_dir, mode=FLAGS.mode, strategy=FLAGS.strategy, allow_config_change=FLAGS.allow_config_change)
+    trainer.run(config, model_dir, mode=FLAGS.mode, strategy=FLAGS.strategy, tpu=FLAGS.tpu,
+                startup_timeout=FLAGS.startup_timeout, allow_config_change=FLAGS.allow_config_change)
     return 0
 
 
 def run_cli() -> None:
     """Bad input ends with one line naming the fix and a non-zero exit, never a traceback."""
     from efficientnet_tf.training.checkpoint import TrainingDiverged
+    from efficientnet_tf.training.hardware import WorkerLost
 
     try:
         app.run(main, flags_parser=parse_flags)
     except (flags.Error, app.UsageError) as e:
         print(f"train.py: error: {e}; `python train.py --help` lists the flags.", file=sys.stderr)
         sys.exit(2)
-    except (ValueError, OSError, TrainingDiverged) as e:
+    except (ValueError, OSError, TrainingDiverged, WorkerLost) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -50,6 +50,10 @@ class BatchNorm(keras.layers.BatchNormalization):
     official TF1 code ran. As there, the moving variance is updated with the
     unbiased (Bessel-corrected) batch variance. Weights are the same four
     vectors as `keras.layers.BatchNormalization`, so files interchange.
+
+    With `synchronized=True` (see `synchronize_batchnorm`) and several
+    replicas in sync, training uses the statistics of the global batch: one
+    all-reduce per layer, then unfused ops. On one replica it stays fused.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -58,6 +62,9 @@ class BatchNorm(keras.layers.BatchNormalization):
         training = bool(training) and self.trainable
         gamma = tf.cast(self.gamma, "float32")
         beta = tf.cast(self.beta, "float32")
+        context = tf.distribute.get_replica_context()
+        if training and self.synchronized and context is not None and context.num_replicas_in_sync > 1:
+            return self._synchronized_training_call(inputs, gamma, beta, context)
         if training:
             outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
                 x=inputs,
@@ -84,6 +91,41 @@ class BatchNorm(keras.layers.BatchNormalization):
             is_training=False,
         )
         return outputs
+
+    def _synchronized_training_call(self, inputs, gamma, beta, context):
+        """Normalizes with the mean and variance of every replica's batch together.
+
+        Sums are taken around the moving mean (equal on all replicas, as the
+        synchronized updates are), so the one-pass variance does not cancel
+        catastrophically once the moving mean is near the batch mean.
+        """
+        x = tf.cast(inputs, "float32")
+        shift = tf.stop_gradient(tf.cast(self.moving_mean, "float32"))
+        centered = x - shift
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
+        local = tf.concat([tf.reduce_sum(centered, [0, 1, 2]), tf.reduce_sum(tf.square(centered), [0, 1, 2]), [count]], 0)
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        channels, n = gamma.shape[0], total[-1]
+        shifted_mean = total[:channels] / n
+        variance = tf.maximum(total[channels : 2 * channels] / n - tf.square(shifted_mean), 0.0)
+        mean = shifted_mean + shift
+        outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        decay = 1.0 - self.momentum
+        unbiased = variance * n / tf.maximum(n - 1.0, 1.0)
+        self.moving_mean.assign_sub((self.moving_mean - tf.cast(mean, self.moving_mean.dtype)) * decay)
+        self.moving_variance.assign_sub((self.moving_variance - tf.cast(unbiased, self.moving_variance.dtype)) * decay)
+        return tf.cast(outputs, inputs.dtype)
+
+
+def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:
+    """Turns cross-replica batch statistics on or off in every BatchNormalization of `model`; returns how many.
+
+    Call it before `fit` traces the train step (a traced step keeps its mode).
+    """
+    layers = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.synchronized = synchronized
+    return len(layers)
 
 
 def _conv_bn(conv: keras.layers.Layer, bn: BatchNorm, x, training):

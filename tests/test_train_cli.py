@@ -41,6 +41,9 @@ def error_line(result):
         (["--model_dir=/proc/forbidden"], "is not writable"),
         (["--batch_size=512", "--data.synthetic_train=64"], "batch_size 512 is larger than the 64 training images"),
         (["--bogus=1"], "Unknown command line flag 'bogus'; `python train.py --help` lists the flags."),
+        (["--train.sync_batchnorm=maybe"], "'train.sync_batchnorm' takes true or false, got 'maybe'"),
+        (["--strategy=tpu", "--tpu=local"], "strategy tpu: no TPU reachable at 'local' (NotFoundError"),
+        (["--strategy=multi_worker"], "strategy multi_worker needs the cluster in TF_CONFIG, e.g. TF_CONFIG="),
     ],
 )
 def test_bad_input_is_one_line_naming_the_fix(tmp_path, args, message):

@@ -95,13 +95,20 @@ class Checkpointer(keras.callbacks.Callback):
     `shuffle=False`, or a dataset whose order depends only on the epoch).
     `history` holds the logs of every finished epoch, restored ones included;
     `initial_epoch` is the number of epochs restored.
+
+    Under multi-worker training every worker resumes from `directory` (the
+    chief's, on a filesystem all workers share) and saves each epoch too, as
+    saving reads distributed variables; the non-chief workers pass a
+    `write_directory` of their own that nobody reads.
     """
 
-    def __init__(self, directory: str, *, ema: Optional[ShadowVariables] = None, keep: int = 2, verbose: int = 1):
+    def __init__(self, directory: str, *, ema: Optional[ShadowVariables] = None, keep: int = 2, verbose: int = 1,
+                 write_directory: Optional[str] = None):  # fmt: skip
         super().__init__()
         if keep < 1:
             raise ValueError(f"keep={keep} must be at least 1: it is how many newest checkpoints stay on disk.")
         self.directory = directory
+        self.write_directory = write_directory or directory
         self.ema = ema
         self.keep = keep
         self.verbose = verbose
@@ -110,9 +117,9 @@ class Checkpointer(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.write_directory, exist_ok=True)
         for name in ("ckpt-*.npz", _LOG):  # Writes cut short by a kill.
-            for leftover in glob.glob(os.path.join(self.directory, f"{TEMP_PREFIX}*-{name}")):
+            for leftover in glob.glob(os.path.join(self.write_directory, f"{TEMP_PREFIX}*-{name}")):
                 os.remove(leftover)
         groups = _state(self.model, self.model.optimizer, self.ema)
         self.history, self.initial_epoch = [], 0
@@ -121,6 +128,9 @@ class Checkpointer(keras.callbacks.Callback):
             try:
                 metadata, arrays = _read(path)
             except UnreadableCheckpoint as error:
+                if self.write_directory != self.directory:  # only the writer moves its files
+                    warnings.warn(f"{error}; trying the previous one.")
+                    continue
                 os.replace(path, path + ".corrupt")
                 warnings.warn(f"{error}; moved it to {path}.corrupt and trying the previous one.")
                 continue
@@ -151,7 +161,7 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.history.append({name: float(value) for name, value in (logs or {}).items()
                              if isinstance(value, (int, float, np.number))})
-        path = checkpoint_path(self.directory, epoch + 1)
+        path = checkpoint_path(self.write_directory, epoch + 1)
         arrays = {_METADATA_KEY: np.array(json.dumps(
             {"epochs": epoch + 1, "history": self.history, "keras_version": keras.__version__}))}
         for group, variables in _state(self.model, self.model.optimizer, self.ema).items():
@@ -163,9 +173,9 @@ class Checkpointer(keras.callbacks.Callback):
                 np.savez(file, **arrays)
 
         atomic_write(path, write)
-        for old in _checkpoints(self.directory)[:-self.keep]:
+        for old in _checkpoints(self.write_directory)[:-self.keep]:
             os.remove(old)
-        atomic_write_text(os.path.join(self.directory, _LOG), _csv(self.history))
+        atomic_write_text(os.path.join(self.write_directory, _LOG), _csv(self.history))
         self._print(f"Checkpointer: saved {path}.")
 
     def on_train_end(self, logs=None):

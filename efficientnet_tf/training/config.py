@@ -85,6 +85,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.9999  # 0: no EMA
     mixed_precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (with several replicas)
     seed: int = 0
     keep_checkpoints: int = 2
 
@@ -124,7 +125,7 @@ def _unknown_key(key: str, known: Iterable[str]) -> ValueError:
     return ValueError(f"Unknown config key {key!r}.{hint}")
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _coerce(key: str, value: Any, kind: Any) -> Any:
@@ -135,12 +136,12 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
         return None
     if isinstance(value, str) and base is not str:
         try:
-            value = json.loads(value)
+            value = json.loads(value.lower() if base is bool else value)
         except json.JSONDecodeError:
             raise ValueError(f"Config key {key!r} takes {_TYPE_NAMES[base]}, got {value!r}.") from None
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, base) or isinstance(value, bool):
+    if not isinstance(value, base) or (isinstance(value, bool) and base is not bool):
         raise ValueError(f"Config key {key!r} takes {_TYPE_NAMES[base]}, got {value!r}.")
     if base is float and not math.isfinite(value):
         raise ValueError(f"Config key {key!r} got {value}; give a finite number.")

@@ -3,14 +3,34 @@
 On CPU, bfloat16 pays only with native bf16 instructions (AVX512_BF16 or
 AMX): on an AVX2-only CPU `mixed_bfloat16` trained efficientnetv2-b0 about 8x
 slower than float32 (10.2 s vs 1.3 s per step at 64 px, batch 64).
+
+Two waits in tf.distribute can block for many minutes while ignoring
+SIGTERM: a multi-worker strategy whose peers never come up, and connecting to
+a TPU address nobody answers. Both run under a watchdog that prints one line
+and kills the process after `startup_timeout` seconds.
 """
 
 from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+TF_CONFIG_EXAMPLE = (
+    """TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'"""
+)
+T = TypeVar("T")
+
+
+class WorkerLost(RuntimeError):
+    """A peer worker stopped answering; the checkpoints stop at the last finished epoch."""
 
 
 def cpu_has_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
@@ -22,12 +42,18 @@ def cpu_has_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def pick_precision(requested: str = "auto") -> str:
-    """The policy to train with: `requested`, or for "auto" the fastest one this machine runs well."""
+def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Strategy] = None) -> str:
+    """The policy to train with: `requested`, or for "auto" the fastest one the hardware runs well.
+
+    mixed_float16 gets dynamic loss scaling from `model.compile`; the models
+    keep logits and softmax in float32 under either mixed policy.
+    """
     if requested not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {requested!r}.")
     if requested != "auto":
         return requested
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "mixed_bfloat16"
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
@@ -36,19 +62,135 @@ def pick_precision(requested: str = "auto") -> str:
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    """The tf.distribute strategy for `name`; "auto" takes every local GPU, else the default."""
+def make_strategy(name: str = "auto", tpu: Optional[str] = None, startup_timeout: float = 600.0) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `name`.
+
+    "auto": a TPU when `tpu` is given, TPU_NAME is set or this is a TPU VM;
+    multi_worker when TF_CONFIG lists several tasks; MirroredStrategy over
+    several local GPUs; else the default (one device). "multi_worker" reads
+    the cluster from TF_CONFIG; "tpu" connects to `tpu` (a name, a
+    grpc://host:port address or "local"; default TPU_NAME, else "local").
+    """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
-    gpus = tf.config.list_logical_devices("GPU")
+    if startup_timeout <= 0:
+        raise ValueError(f"startup_timeout must be positive seconds, got {startup_timeout}.")
+    gpus = tf.config.list_physical_devices("GPU")  # logical devices would initialize TF before multi-worker setup
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
+        if tpu or os.environ.get("TPU_NAME") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
+            name = "tpu"
+        elif "TF_CONFIG" in os.environ and _cluster_size(_tf_config()) > 1:
+            name = "multi_worker"
+        else:
+            name = "mirrored" if len(gpus) > 1 else "default"
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    raise ValueError(f"strategy {name!r} is not supported yet (multi-worker and TPU training are their own issue); "
-                     "use auto, default, one_device or mirrored.")  # fmt: skip
+    if name == "multi_worker":
+        return _multi_worker_strategy(startup_timeout)
+    return _tpu_strategy(tpu or os.environ.get("TPU_NAME") or "local", startup_timeout)
 
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: the chief, else worker 0; always true on one machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type is None:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)
+
+
+def describe(strategy: tf.distribute.Strategy) -> str:
+    """`MultiWorkerMirroredStrategy, 2 replica(s), worker 1 of 2 tasks` for the start-of-run line."""
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)  # class name CollectiveAllReduceStrategy
+    name = "the default strategy" if strategy is tf.distribute.get_strategy() else type(strategy).__name__
+    name = "MultiWorkerMirroredStrategy" if multi_worker else name
+    text = f"{name}, {strategy.num_replicas_in_sync} replica(s)"
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if multi_worker and resolver is not None and resolver.task_type:
+        tasks = sum(len(v) for v in resolver.cluster_spec().as_dict().values())
+        text += f", {resolver.task_type} {resolver.task_id} of {tasks} tasks{' (chief)' if is_chief(strategy) else ''}"
+    return text
+
+
+def _tf_config() -> dict:
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise ValueError(f"strategy multi_worker needs the cluster in TF_CONFIG, e.g. {TF_CONFIG_EXAMPLE}.")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}); it looks like {TF_CONFIG_EXAMPLE}.") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not isinstance(task, dict):
+        raise ValueError(f"TF_CONFIG needs a \"cluster\" and a \"task\" object; it looks like {TF_CONFIG_EXAMPLE}.")
+    task_type, index = task.get("type"), task.get("index")
+    members = cluster.get(task_type)
+    if not isinstance(members, list) or not isinstance(index, int) or not 0 <= index < len(members):
+        raise ValueError(f"TF_CONFIG task {task!r} is not in its cluster {cluster!r}; give each process its own "
+                         "task type and index from the cluster.")  # fmt: skip
+    return config
+
+
+def _cluster_size(config: dict) -> int:
+    return sum(len(v) for v in config["cluster"].values() if isinstance(v, list))
+
+
+def _multi_worker_strategy(startup_timeout: float) -> tf.distribute.Strategy:
+    from efficientnet_tf.training import keras_patches
+
+    config = _tf_config()
+    keras_patches.apply()
+    task = config["task"]
+    peers = _cluster_size(config) - 1
+    return within(
+        startup_timeout, tf.distribute.MultiWorkerMirroredStrategy,
+        f"strategy multi_worker: {task['type']} {task['index']} did not reach its {peers} peer(s) in TF_CONFIG within "
+        f"{startup_timeout:g} s; start every task listed there (same command), or raise --startup_timeout.",
+    )  # fmt: skip
+
+
+def _tpu_strategy(tpu: str, startup_timeout: float) -> tf.distribute.Strategy:
+    def connect():
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+
+    fix = "pass --tpu=NAME, --tpu=grpc://HOST:8470 or --tpu=local on a TPU VM, or another --strategy"
+    try:
+        return within(startup_timeout, connect, f"strategy tpu: no TPU answered at {tpu!r} within {startup_timeout:g} s; {fix}.")
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        cause = " ".join(str(getattr(e, "message", e)).split())[:200]
+        raise ValueError(f"strategy tpu: no TPU reachable at {tpu!r} ({type(e).__name__}: {cause}); {fix}.") from None
+
+
+def within(seconds: float, start: Callable[[], T], message: str) -> T:
+    """`start()`, or after `seconds` print `message` and SIGKILL this process.
+
+    For tf.distribute waits that block in C++ holding the GIL and ignore
+    SIGTERM: no thread of this process can stop them, so a small watchdog
+    process does, unless `start()` returns first.
+    """
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), f"error: {message}"])
+    try:
+        return start()
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+
+
+_WATCHDOG = """
+import os, signal, sys, time
+pid, seconds, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+time.sleep(seconds)
+if os.getppid() == pid:  # never a recycled process id
+    print(message, file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""

@@ -10,14 +10,24 @@ file only wires them from the config and owns the model directory:
     tensorboard/       per-epoch scalars
     history.png        learning curves and schedules
     model.keras        the final model with EMA weights
+
+Distribution is tf.distribute's: the strategy's scope around the model, and
+inputs from `distribute_datasets_from_function`, one pipeline per worker,
+each sharded and batched per replica. `data.batch_size` is the global batch
+and the learning rate scales with it. Under multi-worker training only the
+chief writes the model directory; the other workers write the same files
+into a temporary directory that is removed when the run ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 import time
-from typing import Optional
+from typing import Iterator, Optional
 
 import keras
 import tensorflow as tf
@@ -29,7 +39,9 @@ from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint,
 from efficientnet_tf.training.config import Config, config_from_json, differences
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.files import atomic_write, atomic_write_text
-from efficientnet_tf.training.hardware import make_strategy, pick_precision
+from efficientnet_tf.layers import synchronize_batchnorm
+from efficientnet_tf.training.hardware import WorkerLost, describe, is_chief, make_strategy, pick_precision
+from efficientnet_tf.training.keras_patches import is_multi_worker
 from efficientnet_tf.training.optimizer import add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, progressive_stages
 from efficientnet_tf.training.reporting import EpochReport, plot_history, summary_line
@@ -74,8 +86,15 @@ def check(config: Config) -> None:
             raise ValueError(message + ".")
 
 
-def make_data(config: Config) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
-    """The config's train and eval pipelines; the train one starts at the first stage's values."""
+def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None) -> tuple:
+    """The config's train and eval inputs; the train one starts at the first stage's values.
+
+    Without a strategy (or with the default one), plain datasets of global
+    batches. With one, `distribute_datasets_from_function` inputs: each worker
+    reads its own shard in per-replica batches, every worker takes the same
+    number of steps per epoch, and all of them read one `AugmentState`, so a
+    progressive stage change reaches every replica from the epoch's first batch.
+    """
     data, spec = config.data, efficientnet_tf.get_spec(config.model.name)
     image_size, eval_size, _ = sizes(config)
     if data.dataset == "synthetic":
@@ -92,12 +111,41 @@ def make_data(config: Config) -> tuple[tf.data.Dataset, tf.data.Dataset, Dataset
             f"batch_size {data.batch_size} is larger than the {source.train.size} training images of "
             f"{source.name!r}; pass --batch_size={max(1, source.train.size // 4)} or smaller."
         )
-    return make_datasets(
-        source, family=spec.family, image_size=image_size, eval_size=eval_size, batch_size=data.batch_size,
-        augmentation=None if data.augmentation == "none" else data.augmentation, randaug_layers=data.randaug_layers,
-        randaug_magnitude=data.randaug_magnitude, mixup_alpha=data.mixup_alpha, cutmix_alpha=data.cutmix_alpha,
-        shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic",
-    )  # fmt: skip
+
+    def datasets(state=None, input_context=None):
+        # The knobs start a new AugmentState; a shared one already holds them.
+        knobs = {} if state is not None else dict(randaug_magnitude=data.randaug_magnitude, mixup_alpha=data.mixup_alpha,
+                                      cutmix_alpha=data.cutmix_alpha)  # fmt: skip
+        return make_datasets(
+            source, family=spec.family, image_size=image_size, eval_size=eval_size, batch_size=data.batch_size,
+            augmentation=None if data.augmentation == "none" else data.augmentation, randaug_layers=data.randaug_layers,
+            shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic", state=state,
+            input_context=input_context, **knobs,
+        )  # fmt: skip
+
+    train, evaluation, info = datasets()
+    if strategy is None or strategy is tf.distribute.get_strategy():
+        return train, evaluation, info
+    replicas = strategy.num_replicas_in_sync
+    if data.batch_size % replicas:
+        raise ValueError(
+            f"batch_size {data.batch_size} does not split evenly over {replicas} replicas; pass --batch_size="
+            f"{max(replicas, data.batch_size // replicas * replicas)} (a multiple of {replicas})."
+        )
+    steps = info.num_train // data.batch_size
+    tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+
+    def train_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # Shards differ by up to one example; equal step counts keep the workers' collectives paired.
+        replicas_here = context.num_replicas_in_sync // context.num_input_pipelines
+        return datasets(info.state, context)[0].take(steps * replicas_here)
+
+    def eval_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        evaluation = datasets(info.state, context)[1]
+        # TPUs need static batch shapes: the last partial batch is dropped there.
+        return evaluation.rebatch(context.get_per_replica_batch_size(data.batch_size), drop_remainder=True) if tpu else evaluation
+
+    return strategy.distribute_datasets_from_function(train_fn), strategy.distribute_datasets_from_function(eval_fn), info
 
 
 def stages(config: Config) -> list:
@@ -137,16 +185,20 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
     )
 
 
-def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool = False) -> None:
-    """Create the directory and save the config; refuse to mix two configs in one directory."""
-    try:
-        os.makedirs(model_dir, exist_ok=True)
-        probe = os.path.join(model_dir, ".write-test")
-        open(probe, "w").close()
-        os.remove(probe)
-    except OSError as e:
-        raise OSError(f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a --model_dir you can write to.") from None
+def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool = False, write: bool = True) -> None:
+    """Create the directory and save the config; refuse to mix two configs in one directory.
+
+    `write=False` (a non-chief worker) only checks the config the chief saved.
+    """
     path = os.path.join(model_dir, "config.json")
+    if write:
+        try:
+            os.makedirs(model_dir, exist_ok=True)
+            probe = os.path.join(model_dir, ".write-test")
+            open(probe, "w").close()
+            os.remove(probe)
+        except OSError as e:
+            raise OSError(f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a --model_dir you can write to.") from None
     if os.path.exists(path) and not allow_config_change:
         with open(path) as f:
             changed = differences(config_from_json(f.read()), config)
@@ -155,55 +207,100 @@ def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool 
                 f"{model_dir!r} holds a run with another config ({'; '.join(changed)}); use a new --model_dir, "
                 "or pass --allow_config_change to continue it with the new values."
             )
-    atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
+    if write:
+        atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
-def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strategy: str = "auto",
-        allow_config_change: bool = False, verbose: int = 1) -> dict:  # fmt: skip
-    """Train and/or evaluate as configured; returns the final metrics, the summary line and the epoch logs.
+@contextlib.contextmanager
+def reporting_lost_workers(strategy: tf.distribute.Strategy) -> Iterator[None]:
+    """Under multi-worker training, a peer that stops answering becomes one `WorkerLost` line."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError, tf.errors.InternalError) as e:  # fmt: skip
+        if not is_multi_worker(strategy):
+            raise
+        raise WorkerLost(
+            f"{describe(strategy)}: a peer worker stopped answering ({type(e).__name__} in a collective op); "
+            "restart every worker with the same command to resume from the last finished epoch."
+        ) from None
+
+
+def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strategy: str = "auto", tpu: Optional[str] = None,
+        startup_timeout: float = 600.0, allow_config_change: bool = False, verbose: int = 1) -> dict:  # fmt: skip
+    """Train and/or evaluate as configured; returns the final metrics, the summary line, the epoch logs and the model.
 
     "train" skips the per-epoch validation (one evaluation closes the run);
     "eval" evaluates the newest checkpoint's (EMA) weights and writes nothing.
+    `strategy`, `tpu` and `startup_timeout` pick the hardware (see `make_strategy`).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
     check(config)
     start = time.perf_counter()
-    precision = pick_precision(config.train.mixed_precision)
-    distribution = make_strategy(strategy)
+    distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
+    precision = pick_precision(config.train.mixed_precision, distribution)
+    chief = is_chief(distribution)
+    checkpoint, plan = None, None
     if mode == "eval":
-        path = latest_checkpoint(model_dir)
-        if path is None:
+        checkpoint = latest_checkpoint(model_dir)
+        if checkpoint is None:
             raise ValueError(f"{model_dir!r} has no checkpoint to evaluate; train there first or pass the right --model_dir.")
     else:
         plan = stages(config)
-        prepare_model_dir(model_dir, config, allow_config_change)
+        prepare_model_dir(model_dir, config, allow_config_change, write=chief)
+    with _write_directory(model_dir, chief) as write_dir, reporting_lost_workers(distribution):
+        return _run(config, model_dir, write_dir, mode=mode, distribution=distribution, precision=precision,
+                    checkpoint=checkpoint, plan=plan, start=start, verbose=verbose)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _write_directory(model_dir: str, chief: bool) -> Iterator[str]:
+    """The model directory for the chief; for other workers a temporary directory that nobody reads, removed at the end."""
+    if chief:
+        yield model_dir
+        return
+    directory = tempfile.mkdtemp(prefix="efficientnet-worker-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribution: tf.distribute.Strategy, precision: str,
+         checkpoint: Optional[str], plan: Optional[list], start: float, verbose: int) -> dict:  # fmt: skip
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(config.train.seed)
-    train, evaluation, info = make_data(config)
+    train, evaluation, info = make_data(config, distribution)
+    global_batch, replicas = config.data.batch_size, distribution.num_replicas_in_sync
+    learning_rate = scaled_learning_rate(config.optimizer.lr_per_256, global_batch)
     if verbose:
         print(f"{mode} {config.model.name} on {info.name} ({info.num_train} train, {info.num_eval} eval images, "
-              f"{info.num_classes} classes) in {precision}, {type(distribution).__name__} with "
-              f"{distribution.num_replicas_in_sync} replica(s), global batch {config.data.batch_size}, "
-              f"model_dir {model_dir}\n{json.dumps(config.to_dict(), indent=2)}")  # fmt: skip
+              f"{info.num_classes} classes) in {precision}, {describe(distribution)}, global batch {global_batch} "
+              f"({global_batch // replicas} per replica), peak learning rate {learning_rate:g} "
+              f"({config.optimizer.lr_per_256:g} per 256 images), sync BatchNorm "
+              f"{'on' if config.train.sync_batchnorm else 'off'}, model_dir {model_dir}\n"
+              f"{json.dumps(config.to_dict(), indent=2)}")  # fmt: skip
 
     with distribution.scope():
         # Initial weights are loaded even when a checkpoint will be restored over them, so a run
         # whose checkpoints all turn out unreadable still starts from them.
         model = make_model(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
-        compile_model(model, config, info.num_train // config.data.batch_size)
+        synchronize_batchnorm(model, config.train.sync_batchnorm)
+        compile_model(model, config, info.num_train // global_batch)
         ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
-    report = EpochReport(config.data.batch_size)
+    report = EpochReport(global_batch)
     if mode == "eval":
         if ema is not None:
             ema.build(model)
-        restore(path, model, ema=ema)
+        restore(checkpoint, model, ema=ema)
         history = []
     else:
-        atomic_write_text(os.path.join(model_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
-        checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose)
+        atomic_write_text(os.path.join(write_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
+        checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose,
+                                    write_directory=write_dir)  # fmt: skip
         callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
-                     keras.callbacks.TensorBoard(os.path.join(model_dir, "tensorboard"), write_graph=False)]  # fmt: skip
+                     keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), write_graph=False)]  # fmt: skip
         # shuffle=False: the pipeline shuffles itself (Keras would warn that it ignores shuffle=True).
         model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
                   validation_data=evaluation if mode == "train_and_eval" else None)  # fmt: skip
@@ -215,8 +312,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     weights = f"{'EMA' if ema is not None else 'raw'} weights, {sizes(config)[1]} px, {info.num_eval} images"
     line = summary_line(title, results, weights, time.perf_counter() - start, report)
     if mode != "eval":
-        atomic_write(os.path.join(model_dir, "model.keras"), lambda tmp: model.save(tmp))
-        plot_history(history, os.path.join(model_dir, "history.png"), title)
+        atomic_write(os.path.join(write_dir, "model.keras"), lambda tmp: model.save(tmp))
+        plot_history(history, os.path.join(write_dir, "history.png"), title)
     if verbose:
         print(line)
-    return {**results, "summary": line, "history": history}
+    return {**results, "summary": line, "history": history, "model": model}
