@@ -190,8 +190,14 @@ def run_op(images, op_index, level, autoaugment_consts: bool):
     return augment.apply_ops(images, op_index, level, consts)
 
 
-def outputs(op: str, level: float, autoaugment_consts: bool = False) -> list[np.ndarray]:
-    images = tf.constant(np.repeat(official_input()[None], COPIES, 0))
+def narrow_input() -> np.ndarray:
+    """official_input() squeezed into a different range per channel, so AutoContrast has work to do."""
+    return (official_input().astype(int) * 3 // 5 + np.array([10, 60, 90])).astype(np.uint8)
+
+
+def outputs(op: str, level: float, autoaugment_consts: bool = False, image=None) -> list[np.ndarray]:
+    image = official_input() if image is None else image
+    images = tf.constant(np.repeat(image[None], COPIES, 0))
     op_index = tf.fill([COPIES], augment.RANDAUGMENT_OPS.index(op))
     out = run_op(images, op_index, tf.fill([COPIES], float(level)), autoaugment_consts)
     assert out.dtype == tf.uint8
@@ -214,6 +220,14 @@ def mismatches(golden: dict, autoaugment_consts: bool, op: str | None = None) ->
 @pytest.mark.parametrize("op", [op for op in augment.RANDAUGMENT_OPS if op != "Cutout"])
 def test_randaugment_op_matches_official_at_every_magnitude(op):
     assert mismatches(RANDAUGMENT_GOLDEN, False, op) == []
+
+
+def test_per_channel_ops_match_official_on_a_narrow_range():
+    """official_input() spans 0-255 in every channel, where AutoContrast is the identity."""
+    golden = {"AutoContrast": "722528bfadb46ecc", "Equalize": "4ef5f9da5b4081a7"}
+    assert digest(narrow_input()) == "29ae1c03f7f6f554"
+    for op, expected in golden.items():
+        assert {digest(image) for image in outputs(op, 5, image=narrow_input())} == {expected}, op
 
 
 def test_autoaugment_policy_ops_match_official():

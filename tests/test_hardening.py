@@ -6,6 +6,7 @@ cases pass a source folder that does not exist, so an argument checked after
 the source is read would fail with the folder's error instead of its own.
 """
 
+import os
 import subprocess
 import sys
 
@@ -101,6 +102,15 @@ PIPELINE_CASES = {
     "knob ignored with state": (lambda: _datasets(state=AugmentState(16), mixup_alpha=0.2), ValueError, "mixup_alpha"),
     "source None": (lambda: make_datasets(None, family="efficientnet", image_size=16, batch_size=4), TypeError, "source"),
     "mistyped folder": (lambda: _datasets(), ValueError, f"Image folder {MISSING_FOLDER!r} does not exist"),
+    "mistyped relative folder": (
+        lambda: make_datasets(os.path.join("tests", "no_such_folder_xyz"), family="efficientnet", image_size=16, batch_size=4),
+        ValueError, "does not exist",
+    ),
+    "TFDS name with a config is not a folder": (
+        lambda: make_datasets("imagenet_v2/matched-frequency", family="efficientnet", image_size=16, batch_size=4,
+                              data_dir=os.devnull),
+        ValueError, "TFDS dataset 'imagenet_v2/matched-frequency' is not prepared",
+    ),
     "mistyped home folder": (
         lambda: make_datasets("~/no_such_folder_xyz", family="efficientnet", image_size=16, batch_size=4),
         ValueError, "does not exist",

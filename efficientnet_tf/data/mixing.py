@@ -58,12 +58,21 @@ def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup_alpha: tf.Tensor, cutm
 
     As the official V2 code: with both on, each half is mixed within itself
     (Mixup the first `B // 2`, CutMix the rest); CutMix labels are weighted by
-    the mean box area over the images it cut, one weight for all of them.
+    the mean box area over the images it cut, one weight for all of them. With
+    both alphas 0 the batch passes through untouched, at no cost.
     """
-    shape = tf.shape(images)
-    n = shape[0]
     mixup_on = tf.cast(mixup_alpha, tf.float32) > 0
     cutmix_on = tf.cast(cutmix_alpha, tf.float32) > 0
+    return tf.cond(
+        mixup_on | cutmix_on,
+        lambda: _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on),
+        lambda: (images, labels),
+    )
+
+
+def _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on):
+    shape = tf.shape(images)
+    n = shape[0]
     # Which images CutMix: the second half with both on, all with only CutMix.
     second_half = tf.range(n) >= n // 2
     use_cutmix = tf.where(mixup_on, second_half & cutmix_on, cutmix_on)

@@ -112,7 +112,15 @@ class DatasetInfo:
 
 
 def _looks_like_path(text: str) -> bool:
-    return os.sep in text or "/" in text or text.startswith((".", "~"))
+    """Absolute, home-relative or dot-relative, or a relative path whose first folder exists.
+
+    TFDS names may hold a slash too ("imagenet_v2/matched-frequency"), so a
+    slash alone does not make a path.
+    """
+    if text.startswith((os.sep, "/", ".", "~")) or os.path.splitdrive(text)[0]:
+        return True
+    parts = text.replace(os.sep, "/").split("/")
+    return len(parts) > 1 and os.path.isdir(parts[0])
 
 
 def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = None) -> Source:
@@ -246,7 +254,7 @@ def make_datasets(
     input_context: tf.distribute.InputContext | None = None,
     data_dir: str | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
-    """Train and eval pipelines of (float32 images in [0, 255], one-hot float labels).
+    """Train and eval pipelines of (float32 images in [0, 255] give or take bicubic overshoot, one-hot labels).
 
     `source`: a Source (folder_source, tfds_source, synthetic_source,
     array_source), "synthetic", a folder path, or a TFDS name (with

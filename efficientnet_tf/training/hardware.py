@@ -12,7 +12,6 @@ and kills the process after `startup_timeout` seconds.
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import subprocess
@@ -20,6 +19,8 @@ import sys
 from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
+
+from efficientnet_tf.validation import check_float
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -65,7 +66,7 @@ def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Str
 def make_strategy(name: str = "auto", tpu: Optional[str] = None, startup_timeout: float = 600.0) -> tf.distribute.Strategy:
     """The tf.distribute strategy for `name`.
 
-    "auto": a TPU when `tpu` is given, TPU_NAME is set or this is a TPU VM;
+    "auto": a TPU when `tpu` is given or TPU_NAME is set;
     multi_worker when TF_CONFIG lists several tasks; MirroredStrategy over
     several local GPUs; else the default (one device). "multi_worker" reads
     the cluster from TF_CONFIG; "tpu" connects to `tpu` (a name, a
@@ -73,11 +74,10 @@ def make_strategy(name: str = "auto", tpu: Optional[str] = None, startup_timeout
     """
     if name not in STRATEGIES:
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}.")
-    if startup_timeout <= 0:
-        raise ValueError(f"startup_timeout must be positive seconds, got {startup_timeout}.")
+    check_float("startup_timeout", startup_timeout, min=0.0, min_open=True)
     gpus = tf.config.list_physical_devices("GPU")  # logical devices would initialize TF before multi-worker setup
     if name == "auto":
-        if tpu or os.environ.get("TPU_NAME") or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
+        if tpu or os.environ.get("TPU_NAME"):  # device files (/dev/accel*, /dev/vfio) are not TPU-specific
             name = "tpu"
         elif "TF_CONFIG" in os.environ and _cluster_size(_tf_config()) > 1:
             name = "multi_worker"

@@ -25,18 +25,21 @@ from typing import Sequence
 import keras
 
 from efficientnet_tf.data import AugmentState
+from efficientnet_tf.data.pipeline import KNOBS, check_knobs
 from efficientnet_tf.layers import HeadDropout
+from efficientnet_tf.validation import check_float, check_int
 
 STYLES = ("paper", "automl")
 
 
 def _check(name: str, value: float) -> None:
-    if name == "image_size" and value < 8:
-        raise ValueError(f"image_size must be at least 8 px, got {value}.")
-    if name == "dropout" and not 0.0 <= value < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {value}.")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0 (0 turns it off), got {value}.")
+    """The pipeline's own limits for its knobs (`check_knobs`), so a stage is always assignable."""
+    if name == "dropout":
+        check_float("dropout", value, min=0.0, max=1.0, max_open=True)
+    elif name in KNOBS:
+        check_knobs(**{name: value})
+    else:
+        check_int(name, value, min=0)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -216,12 +216,12 @@ def reporting_lost_workers(strategy: tf.distribute.Strategy) -> Iterator[None]:
     """Under multi-worker training, a peer that stops answering becomes one `WorkerLost` line."""
     try:
         yield
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError, tf.errors.InternalError) as e:  # fmt: skip
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
         if not is_multi_worker(strategy):
             raise
+        detail = e.message.strip().splitlines()[0][:200] if e.message else ""
         raise WorkerLost(
-            f"{describe(strategy)}: a peer worker stopped answering ({type(e).__name__} in a collective op); "
+            f"{describe(strategy)}: a peer worker stopped answering ({type(e).__name__}: {detail}); "
             "restart every worker with the same command to resume from the last finished epoch."
         ) from None
 
