@@ -1,10 +1,12 @@
 from setuptools import find_packages, setup
 
+EXPORT = ["ai-edge-litert>=2.0", "tf2onnx>=1.17", "onnx", "onnxruntime"]
+
 setup(
     name="efficientnet_tf",
     version="0.1.0",
     description="EfficientNet and EfficientNetV2 for Keras 3 / TensorFlow, with the full training recipe.",
-    packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*", "configs", "configs.*"]),
+    packages=find_packages(include=["efficientnet_tf", "efficientnet_tf.*", "configs", "configs.*", "export", "export.*"]),
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
@@ -15,10 +17,13 @@ setup(
         "h5py",
         "tensorboard",  # no longer installed with TensorFlow; train.py writes its scalars
         "matplotlib",  # the run's history.png
+        "pillow",  # palette BMPs in image folders decode through PIL
     ],
     extras_require={
+        # python -m export and predict: LiteRT runtime, ONNX conversion and runtime.
+        "export": EXPORT,
         # importlib_resources: TFDS testing builders import it.
         # nbformat, nbclient, ipykernel: the suite runs examples/quickstart.ipynb.
-        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel"],
+        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel", *EXPORT],
     },
 )

@@ -1,0 +1,21 @@
+"""Deployable artifacts of a trained model: SavedModel, LiteRT (float32, float16, dynamic, int8) and ONNX.
+
+    python -m export --model runs/b0 --out exports/b0
+
+or from Python:
+
+    from export import load_trained, calibration_images, export_trained
+    trained = load_trained("runs/b0")
+    export_trained(trained, "exports/b0", calibration=calibration_images(trained, 128))
+"""
+
+from export.artifacts import FORMATS, MANIFEST, Artifact, export_trained
+from export.litert import QUANTIZATIONS, LiteRTModel
+from export.onnx_export import OnnxModel
+from export.serving import eval_image, write_saved_model
+from export.source import Trained, calibration_images, load_trained
+
+__all__ = [
+    "FORMATS", "MANIFEST", "QUANTIZATIONS", "Artifact", "LiteRTModel", "OnnxModel", "Trained", "calibration_images",
+    "eval_image", "export_trained", "load_trained", "write_saved_model",
+]  # fmt: skip

@@ -1,0 +1,109 @@
+"""LiteRT (TFLite) files from a SavedModel, builtin ops only, and a runner for them.
+
+Converting from a concrete function leaves resource variables uninitialized
+(the outputs are NaN); converting the SavedModel does not. Builtin op sets
+only: with Select TF ops allowed, Flex ops slip in silently and the file then
+needs the TensorFlow runtime.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def convert(
+    saved_model: str,
+    quantize: str,
+    representative_images: Optional[np.ndarray] = None,
+    float_ops: Iterable[str] = (),
+) -> bytes:
+    """The SavedModel's `serving_default` as a LiteRT flatbuffer.
+
+    `quantize`: "float32"; "float16" weights; "dynamic" (int8 weights, float
+    activations); "int8" (full integer, uint8 input and output, calibrated on
+    `representative_images`, float32 [N, S, S, 3]). `float_ops` keeps these
+    op types (e.g. "LOGISTIC", "MUL") in float inside an int8 model; such a
+    model keeps float32 input and output (TF's quantization debugger builds it).
+    """
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}.")
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        if representative_images is None or len(representative_images) == 0:
+            raise ValueError("int8 needs representative_images (float32 [N, S, S, 3]) to calibrate on.")
+        converter.representative_dataset = lambda: ([image[None]] for image in representative_images)
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
+        float_ops = tuple(float_ops)
+        if not float_ops:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        else:
+            return _selectively_quantized(converter, float_ops)
+    return converter.convert()
+
+
+def _selectively_quantized(converter: tf.lite.TFLiteConverter, float_ops: tuple[str, ...]) -> bytes:
+    """Full-integer except the `float_ops` op types, which stay float (builtin ops still)."""
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops))
+    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_options=options)
+    return debugger.get_nondebug_quantized_model()
+
+
+def op_names(model: bytes) -> set[str]:
+    """The op types a LiteRT flatbuffer uses, read before any delegate rewrites the graph."""
+    interpreter = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return {op["op_name"] for op in interpreter._get_ops_details()}
+
+
+class LiteRTModel:
+    """Runs a LiteRT file on float32 images [B, S, S, 3] in [0, 255], giving float32 probabilities.
+
+    uint8 input and output (full-integer models) are quantized and
+    dequantized here with the file's own scales, so every variant is called alike.
+    """
+
+    def __init__(self, model: bytes | str, num_threads: Optional[int] = None):
+        content = model if isinstance(model, bytes) else None
+        path = None if content is not None else model
+        self.interpreter = Interpreter(model_path=path, model_content=content, num_threads=num_threads)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch = 0
+        self.image_size = int(self._input["shape"][1])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images, np.float32)
+        if images.shape[0] != self._batch:
+            self.interpreter.resize_tensor_input(self._input["index"], [images.shape[0], *self._input["shape"][1:]])
+            self.interpreter.allocate_tensors()
+            self._batch = images.shape[0]
+        self.interpreter.set_tensor(self._input["index"], _quantize(images, self._input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
+
+
+def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return values
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return values
+    scale, zero_point = detail["quantization"]
+    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
+

@@ -1,0 +1,265 @@
+"""Exports match Keras: SavedModel, LiteRT (float32, float16, dynamic, int8) and ONNX; the command's guarantees.
+
+The models are trained briefly here (tiny width and depth, small synthetic
+images) because an untrained net's near-uniform outputs make top-1
+agreement meaningless.
+"""
+
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import efficientnet_tf
+from efficientnet_tf.data.synthetic import class_names, render_split
+from efficientnet_tf.training.checkpoint import Checkpointer
+from efficientnet_tf.training.config import build_config
+from efficientnet_tf.training.ema import ExponentialMovingAverage
+from export import LiteRTModel, OnnxModel, Trained, eval_image, export_trained, litert, load_trained, write_saved_model
+from export.__main__ import main as export_main
+from export.litert import op_names
+
+IMAGE_SIZE = 48
+CLASSES = 10
+# Every op type our models need; anything else (a Flex op, a custom op) fails the test.
+BUILTIN_OPS = {
+    "ADD", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "LOGISTIC", "MEAN", "MUL", "SOFTMAX",
+    "RELU6", "RESHAPE", "QUANTIZE", "DEQUANTIZE", "HARD_SWISH",
+}  # fmt: skip
+
+
+def train_briefly(name: str, size: int = IMAGE_SIZE, train_images: int = 1600) -> Trained:
+    """A tiny `name` trained for four epochs on synthetic images (75-95% held-out accuracy)."""
+    keras.utils.set_random_seed(0)
+    images, labels = render_split(train_images, CLASSES, size, seed=0, stream=0)
+    # BN momentum 0.9 so the moving statistics settle within the ~200 steps.
+    model = efficientnet_tf.get_model(name, width=0.25, depth=0.25, num_classes=CLASSES, bn_momentum=0.9)
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(images.astype("float32"), labels, batch_size=32, epochs=4, verbose=0)
+    return Trained(model, class_names(CLASSES), efficientnet_tf.get_spec(name).family, size)
+
+
+def calibration(size: int = IMAGE_SIZE) -> np.ndarray:
+    return render_split(64, CLASSES, size, seed=0, stream=0)[0].astype("float32")
+
+
+def held_out_images(size: int = IMAGE_SIZE) -> np.ndarray:
+    return render_split(200, CLASSES, size, seed=0, stream=1)[0].astype("float32")
+
+
+@pytest.fixture(scope="module")
+def held_out() -> np.ndarray:
+    return held_out_images()
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    """efficientnetv2-b0 (fused MBConv, squeeze-excite, swish) exported in every format."""
+    trained = train_briefly("efficientnetv2-b0")
+    out = str(tmp_path_factory.mktemp("export") / "v2")
+    artifacts = export_trained(trained, out, calibration=calibration())
+    return trained, out, artifacts
+
+
+def keras_probabilities(trained: Trained, images: np.ndarray) -> np.ndarray:
+    return trained.model.predict(images, verbose=0, batch_size=50)
+
+
+def test_saved_model_matches_keras(v2, held_out):
+    trained, out, _ = v2
+    serve = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["serving_default"]
+    probabilities = serve(images=tf.constant(held_out))["probabilities"].numpy()
+    assert np.abs(probabilities - keras_probabilities(trained, held_out)).max() <= 1e-5
+    # Any image size: the signature is not pinned to the export size.
+    assert serve(images=tf.zeros([2, 48, 40, 3]))["probabilities"].shape == (2, CLASSES)
+
+
+@pytest.mark.parametrize("quantize, tolerance", [("float32", 1e-4), ("float16", 1e-2)])
+def test_litert_float_matches_keras(v2, held_out, quantize, tolerance):
+    trained, out, _ = v2
+    probabilities = LiteRTModel(os.path.join(out, f"model_{quantize}.tflite"))(held_out)
+    assert np.abs(probabilities - keras_probabilities(trained, held_out)).max() <= tolerance
+
+
+def test_litert_files_use_builtin_ops_only(v2):
+    _, out, _ = v2
+    for quantize in ("float32", "float16", "dynamic", "int8"):
+        with open(os.path.join(out, f"model_{quantize}.tflite"), "rb") as file:
+            ops = op_names(file.read())
+        assert ops <= BUILTIN_OPS, (quantize, ops - BUILTIN_OPS)
+        assert {"CONV_2D", "LOGISTIC"} <= ops
+
+
+def test_onnx_matches_keras_with_one_input(v2, held_out):
+    trained, out, _ = v2
+    runner = OnnxModel(os.path.join(out, "model.onnx"))  # raises unless the graph has exactly one input
+    assert np.abs(runner(held_out) - keras_probabilities(trained, held_out)).max() <= 1e-4
+
+
+def int8_agreement(trained: Trained, path: str, held_out: np.ndarray) -> float:
+    runner = LiteRTModel(path)
+    assert runner.interpreter.get_input_details()[0]["dtype"] == np.uint8
+    assert runner.interpreter.get_output_details()[0]["dtype"] == np.uint8
+    return float(np.mean(runner(held_out).argmax(-1) == keras_probabilities(trained, held_out).argmax(-1)))
+
+
+def test_int8_agrees_with_keras_v2(v2, held_out):
+    trained, out, _ = v2
+    assert int8_agreement(trained, os.path.join(out, "model_int8.tflite"), held_out) >= 0.95
+
+
+def test_int8_agrees_with_keras_lite(tmp_path):
+    # This narrow Lite generalizes less than V2 at 48 px (about 75%); its low-margin images then flip.
+    trained = train_briefly("efficientnet-lite0", size=64, train_images=2000)
+    out = str(tmp_path / "lite")
+    export_trained(trained, out, formats=["tflite"], quantize=["int8"], calibration=calibration(64))
+    assert int8_agreement(trained, os.path.join(out, "model_int8.tflite"), held_out_images(64)) >= 0.95
+
+
+def test_int8_with_swish_and_excite_in_float(v2, tmp_path, held_out):
+    trained, _, _ = v2
+    path = str(tmp_path / "fixed")
+    write_saved_model(trained.model, path, class_names=trained.class_names, family=trained.family,
+                      image_size=IMAGE_SIZE, fixed_size=IMAGE_SIZE)  # fmt: skip
+    content = litert.convert(path, "int8", calibration(), float_ops=("LOGISTIC", "MUL"))
+    assert {"QUANTIZE", "DEQUANTIZE", "LOGISTIC"} <= op_names(content) <= BUILTIN_OPS
+    runner = LiteRTModel(content)
+    agreement = np.mean(runner(held_out).argmax(-1) == keras_probabilities(trained, held_out).argmax(-1))
+    assert agreement >= 0.95
+
+
+def encode(image: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_bytes_signature_gives_keras_top1_on_the_same_crops(v2):
+    trained, out, _ = v2
+    # Larger, non-square images, so decoding, the center crop and the resize all happen in the graph.
+    images = render_split(10, CLASSES, 48, seed=1, stream=2)[0][:, :, 4:]
+    encoded = [encode(image, "JPEG" if i % 2 else "PNG") for i, image in enumerate(images)]
+    serve = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["serving_bytes"]
+    result = serve(encoded=tf.constant(encoded))
+    crops = np.stack([eval_image(tf.constant(e), trained.family, IMAGE_SIZE).numpy() for e in encoded])
+    expected = keras_probabilities(trained, crops)
+    np.testing.assert_array_equal(result["classes"].numpy()[:, 0], expected.argmax(-1))
+    names = [[n.decode() for n in row] for row in result["class_names"].numpy()]
+    assert [row[0] for row in names] == [trained.class_names[i] for i in expected.argmax(-1)]
+    assert result["probabilities"].shape == (10, 5)
+    np.testing.assert_allclose(result["probabilities"].numpy()[:, 0], expected.max(-1), atol=1e-5)
+
+
+def test_manifest_records_every_artifact_and_its_size(v2):
+    trained, out, artifacts = v2
+    with open(os.path.join(out, "export.json")) as file:
+        manifest = json.load(file)
+    assert manifest["class_names"] == trained.class_names and manifest["image_size"] == IMAGE_SIZE
+    names = [a["name"] for a in manifest["artifacts"]]
+    assert names == ["saved_model", "model_float32.tflite", "model_float16.tflite", "model_dynamic.tflite",
+                     "model_int8.tflite", "model.onnx"]  # fmt: skip
+    assert [a.name for a in artifacts] == names
+    sizes = {a["name"]: a["bytes"] for a in manifest["artifacts"]}
+    assert sizes["model_float32.tflite"] == os.path.getsize(os.path.join(out, "model_float32.tflite"))
+    # float16 and int8 weights shrink the file (less than 2x and 4x here: a tiny model is mostly structure).
+    assert sizes["model_float16.tflite"] < 0.6 * sizes["model_float32.tflite"]
+    assert sizes["model_int8.tflite"] < 0.55 * sizes["model_float32.tflite"]
+    assert not [name for name in os.listdir(os.path.dirname(out)) if name.startswith(".tmp-")]
+
+
+def tiny_keras_file(directory) -> str:
+    model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
+    path = os.path.join(directory, "tiny.keras")
+    model.save(path)
+    return path
+
+
+def test_command_refuses_to_overwrite_without_flag(tmp_path, capsys):
+    model = tiny_keras_file(tmp_path)
+    out = tmp_path / "out"
+    args = ["--model", model, "--out", str(out), "--formats", "onnx", "--calibration_images", "4"]
+    assert export_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "model.onnx" in printed and " MB" in printed
+    (out / "marker").write_text("old export")
+    assert export_main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--overwrite" in error
+    assert (out / "marker").exists()
+    assert export_main(args + ["--overwrite"]) == 0
+    assert sorted(os.listdir(out)) == ["export.json", "model.onnx"]
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
+
+
+def test_failed_export_leaves_no_output(tmp_path):
+    model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
+    kernel = model.get_layer("predictions").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+    trained = Trained(model, ["a", "b", "c"], "efficientnet-lite", IMAGE_SIZE)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="non-finite"):
+        export_trained(trained, str(out), formats=["onnx"], calibration=calibration()[:4])
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "/nonexistent/run"], "does not exist"),
+        (["--formats", "saved_model,tflit"], "--formats"),
+        (["--quantize", "int4"], "--quantize"),
+    ],
+)
+def test_command_errors_are_one_line(tmp_path, capsys, args, message):
+    base = {"--model": str(tmp_path), "--out": str(tmp_path / "out")}
+    argv = [item for key, value in {**base, **dict(zip(args[::2], args[1::2]))}.items() for item in (key, value)]
+    assert export_main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+
+
+def write_training_dir(directory, width: float, ema_offset: float) -> keras.Model:
+    """A training directory as train.py leaves it mid-run: config, class names, one checkpoint, no model.keras.
+
+    The EMA shadows are the raw weights plus `ema_offset`, so the test can
+    tell which ones were loaded. Returns a model holding the EMA weights.
+    """
+    config = build_config({"model.name": "efficientnet-lite0", "model.width": width, "model.depth": 0.25,
+                           "data.eval_size": IMAGE_SIZE})  # fmt: skip
+    (directory / "config.json").write_text(json.dumps(config.to_dict()))
+    (directory / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
+    model = efficientnet_tf.get_model("efficientnet-lite0", width=width, depth=0.25, num_classes=3)
+    model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    ema = ExponentialMovingAverage(0.9)
+    ema.build(model)
+    for average in ema.variables:
+        average.assign(average + ema_offset)
+    checkpointer = Checkpointer(str(directory), ema=ema, verbose=0)
+    checkpointer.set_model(model)
+    checkpointer.on_epoch_end(0)
+    ema.copy_to_model()
+    return model
+
+
+def test_training_dir_without_final_model_exports_ema_weights(tmp_path, held_out):
+    expected = write_training_dir(tmp_path, width=0.25, ema_offset=0.01)
+    trained = load_trained(str(tmp_path))
+    assert trained.image_size == IMAGE_SIZE and trained.family == "efficientnet-lite"
+    for ours, theirs in zip(trained.model.weights, expected.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
+def test_checkpoint_of_another_model_is_one_line_error(tmp_path, capsys):
+    write_training_dir(tmp_path, width=0.5, ema_offset=0.0)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["model"]["width"] = 0.25
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert export_main(["--model", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "does not match the model in config.json" in error
+    assert not (tmp_path / "out").exists()
