@@ -253,7 +253,7 @@ def test_cutout_matches_official_rule():
 
 def pixel_op(name, values, level, pil_contrast=False, size=None):
     """One pixel op on gray pixels holding `values` in a row, or tiled to `size`."""
-    row = np.repeat(np.asarray(values, np.float32)[:, None], 3, 1)[None]
+    row = np.repeat(np.asarray(values, np.uint8)[:, None], 3, 1)[None]
     image = row if size is None else np.resize(row, size + (3,))
     op = image_ops.contrast_pil if pil_contrast else image_ops.PIXEL_OPS[name]
     return op(tf.constant(image[None]), tf.constant([float(level)]), augment.RANDAUGMENT_CONSTS).numpy()[0]

@@ -62,9 +62,8 @@ def apply_ops(
 
     The batch is split by op (one partition for all geometric ops, one for
     untouched images), each part is processed as a batch, and the parts are
-    stitched back in order: two copies of the batch in all. Images are uint8,
-    so the split and the stitch move a quarter of the bytes of float32; each
-    pixel op sees float32 for its own part only.
+    stitched back in order: two copies of the batch in all. Images are uint8
+    throughout, as the ops take and give.
     """
     shape = tf.shape(images)
     pixel_ops = _pixel_ops(pil_contrast)
@@ -87,18 +86,13 @@ def apply_ops(
     outputs = []
     for p, name in enumerate(pixel_names):
         op = pixel_ops[name]
-        outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: _on_float(op, x, level_parts[p], consts)))
+        outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: op(x, level_parts[p], consts)))
     geometric_matrices = tf.dynamic_partition(matrices, part, num_parts)[geometric_part]
     outputs.append(
         _unless_empty(image_parts[geometric_part], lambda x: image_ops.transform(x, geometric_matrices))
     )
     outputs.append(image_parts[identity_part])
     return tf.reshape(tf.dynamic_stitch(positions, outputs), shape)
-
-
-def _on_float(op, images: tf.Tensor, level: tf.Tensor, consts: dict) -> tf.Tensor:
-    """A pixel op on uint8 images: float32 in, whole numbers in [0, 255] out, uint8 back."""
-    return tf.cast(op(tf.cast(images, tf.float32), level, consts), tf.uint8)
 
 
 def _unless_empty(images: tf.Tensor, fn) -> tf.Tensor:

@@ -1,17 +1,24 @@
 """The 16 AutoAugment/RandAugment image ops, batched, with a level per image.
 
-Images are float32 [B, H, W, 3] holding whole numbers in [0, 255] (the uint8
-grid of the official code, which every op here keeps). `level` is [B] on the
-official 0-10 scale where 10 is each op's "maximum" (larger extrapolates);
-`consts` carries the policy's pixel constants (cutout, translate). Ops whose
-official argument has a random sign draw it per image. Geometric ops are
-described by a projective matrix instead, so a batch needs one transform call.
+Images are uint8 [B, H, W, 3] in and out, as in the official code. `level` is
+[B] on the official 0-10 scale where 10 is each op's "maximum" (larger
+extrapolates); `consts` carries the policy's pixel constants (cutout,
+translate). Ops whose official argument has a random sign draw it per image.
+Geometric ops are described by a projective matrix instead, so a batch needs
+one transform call.
 
 Every op reproduces the official TF ops bit for bit, including where they are
 odd: the level-to-argument arithmetic is done in float64 as the official
 Python does, Posterize's shift and Solarize's threshold wrap as a uint8 does,
 and Contrast blends towards the histogram's mean count (`contrast_pil` is the
-PIL form). tests/test_data_augment_golden.py pins this.
+PIL form). Float ops repeat the official float32 operations in the same order,
+so the results are the same bits; tests/test_data_augment_golden.py pins this.
+
+Speed on CPU (benchmarks/bench_pipeline.py): each op takes the fewest passes
+over the pixels it can, uint8 bitwise ops where the result is a bit pattern
+(Invert, Posterize, Solarize, SolarizeAdd, Cutout), and no broadcasting over
+the channel axis, which TF's CPU kernels do an element at a time: per-channel
+values are laid out as a [B, 1, W * 3] row over [B, H, W * 3] pixels instead.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import math
 import tensorflow as tf
 
 MAX_LEVEL = 10.0
-FILL = 128.0  # official replace value for emptied pixels
+FILL = 128  # official replace value for emptied pixels
 
 
 def _col(v: tf.Tensor) -> tf.Tensor:
@@ -42,47 +49,70 @@ def _random_sign(level: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.random.uniform(tf.shape(level)) < 0.5, -1.0, 1.0)
 
 
+def _uint8_col(value: tf.Tensor) -> tf.Tensor:
+    """A per-image whole number in [0, 255] as a uint8 column."""
+    return _col(tf.cast(value, tf.uint8))
+
+
+def _to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """Clip to [0, 255] and truncate, as the official casts do."""
+    return tf.cast(tf.clip_by_value(images, 0.0, 255.0), tf.uint8)
+
+
+def _rows(images: tf.Tensor) -> tf.Tensor:
+    """[B, H, W, C] as [B, H, W * C], for `_channel_row` values."""
+    shape = tf.shape(images)
+    return tf.reshape(images, [shape[0], shape[1], shape[2] * shape[3]])
+
+
+def _channel_row(values: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """[B, C] per-channel values as a [B, 1, W * C] row matching `_rows`."""
+    return tf.reshape(tf.tile(values[:, None, :], [1, width, 1]), [tf.shape(values)[0], 1, -1])
+
+
 def _blend(degenerate: tf.Tensor, images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-    """PIL ImageEnhance: interpolate (or extrapolate) from degenerate, then clip."""
-    return tf.floor(tf.clip_by_value(degenerate + _col(factor) * (images - degenerate), 0.0, 255.0))
+    """PIL ImageEnhance, as the official blend: `degenerate + factor * (images - degenerate)`, to uint8."""
+    return _to_uint8(degenerate + _col(factor) * (images - degenerate))
 
 
 def _enhance_factor(level: tf.Tensor) -> tf.Tensor:
     return _level_arg(level, 1.8, 0.1)
 
 
-def _grayscale(images: tf.Tensor) -> tf.Tensor:
-    """tf.image.rgb_to_grayscale on the uint8 images, as the official Color and Contrast."""
-    return tf.cast(tf.image.rgb_to_grayscale(tf.cast(images, tf.uint8)), tf.float32)
-
-
 def auto_contrast(images, level, consts):
-    lo = tf.reduce_min(tf.reduce_min(images, axis=1, keepdims=True), axis=2, keepdims=True)
-    hi = tf.reduce_max(tf.reduce_max(images, axis=1, keepdims=True), axis=2, keepdims=True)
-    scale = 255.0 / tf.maximum(hi - lo, 1.0)
-    stretched = tf.floor(tf.clip_by_value(images * scale + -lo * scale, 0.0, 255.0))
-    return tf.where(hi > lo, stretched, images)  # a constant channel stays as it is
+    """Stretch each channel to [0, 255]; a constant channel stays as it is."""
+    shape = tf.shape(images)
+    pixels = tf.reshape(images, [shape[0], -1, 3])
+    lo = tf.cast(tf.reduce_min(pixels, axis=1), tf.float32)
+    hi = tf.cast(tf.reduce_max(pixels, axis=1), tf.float32)
+    stretch = hi > lo
+    scale = tf.where(stretch, 255.0 / tf.maximum(hi - lo, 1.0), 1.0)
+    offset = tf.where(stretch, -lo * scale, 0.0)  # x * 1 + 0 is x: a constant channel is unchanged
+    rows = tf.cast(_rows(images), tf.float32)
+    stretched = rows * _channel_row(scale, shape[2]) + _channel_row(offset, shape[2])
+    return tf.reshape(_to_uint8(stretched), shape)
 
 
 def equalize(images, level, consts):
     """PIL Equalize per image and channel: one bincount and one lookup per batch."""
     shape = tf.shape(images)
     planes = shape[0] * 3
-    pixels = tf.cast(shape[1] * shape[2], tf.int32)
-    offsets = tf.reshape(tf.range(planes, dtype=tf.float32) * 256.0, [-1, 1, 1, 3])
-    index = tf.cast(images + offsets, tf.int32)
+    pixels = shape[1] * shape[2]
+    offsets = _channel_row(tf.reshape(tf.range(planes) * 256, [-1, 3]), shape[2])
+    index = tf.cast(_rows(images), tf.int32) + offsets  # value + 256 * (image * 3 + channel)
     hist = tf.reshape(tf.math.bincount(index, minlength=planes * 256, maxlength=planes * 256), [-1, 256])
-    top = tf.reshape(tf.cast(tf.reduce_max(tf.reduce_max(images, axis=1), axis=1), tf.int32), [-1])
+    top = tf.reshape(tf.cast(tf.reduce_max(tf.reshape(images, [shape[0], -1, 3]), axis=1), tf.int32), [-1])
     step = (pixels - tf.gather(hist, top, batch_dims=1)) // 255
     safe_step = tf.maximum(step, 1)[:, None]
     lut = (tf.cumsum(hist, axis=1) + safe_step // 2) // safe_step
     lut = tf.clip_by_value(tf.concat([tf.zeros_like(lut[:, :1]), lut[:, :-1]], 1), 0, 255)
     lut = tf.where(step[:, None] > 0, lut, tf.range(256)[None, :])  # flat channel: unchanged
-    return tf.cast(tf.gather(tf.reshape(lut, [-1]), index), tf.float32)
+    # gather_nd looks up scalars about twice as fast as gather on CPU.
+    return tf.reshape(tf.gather_nd(tf.cast(tf.reshape(lut, [-1]), tf.uint8), index[..., None]), shape)
 
 
 def invert(images, level, consts):
-    return 255.0 - images
+    return tf.bitwise.invert(images)
 
 
 def posterize(images, level, consts):
@@ -91,26 +121,38 @@ def posterize(images, level, consts):
     The shift is a uint8 too, so it wraps modulo 256, and TF clamps shifts
     above 7 to 7: levels below 5 and from 22.5 up give `x & 128`.
     """
-    shift = tf.math.floormod(8.0 - _level_int(level, 4.0), 256.0)
-    step = _col(tf.pow(2.0, tf.minimum(shift, 7.0)))
-    return tf.floor(images / step) * step
+    shift = tf.minimum(tf.math.floormod(8.0 - _level_int(level, 4.0), 256.0), 7.0)
+    return tf.bitwise.bitwise_and(images, _uint8_col(256.0 - tf.pow(2.0, shift)))
+
+
+def _where_mask(condition: tf.Tensor) -> tf.Tensor:
+    """A boolean tensor as uint8 255/0, to select with bitwise ops (faster than tf.where on uint8)."""
+    return tf.cast(condition, tf.uint8) * tf.constant(255, tf.uint8)
 
 
 def solarize(images, level, consts):
     """Invert pixels at or above `int(level / 10 * 256)`, a threshold that wraps modulo 256."""
-    threshold = _col(tf.math.floormod(_level_int(level, 256.0), 256.0))
-    above = tf.clip_by_value(images - threshold + 1.0, 0.0, 1.0)  # 1 where images >= threshold
-    return images + above * (255.0 - 2.0 * images)
+    threshold = _uint8_col(tf.math.floormod(_level_int(level, 256.0), 256.0))
+    return tf.bitwise.bitwise_xor(images, _where_mask(images >= threshold))
 
 
 def solarize_add(images, level, consts):
-    addition = _col(_level_int(level, 110.0))
-    below = tf.clip_by_value(128.0 - images, 0.0, 1.0)  # 1 where images < 128
-    return images + below * (tf.clip_by_value(images + addition, 0.0, 255.0) - images)
+    """Add `int(level / 10 * 110)` to pixels below 128, saturating at 255."""
+    headroom = tf.bitwise.invert(images)  # 255 - x, and >= 128 exactly where x < 128
+    addition = tf.minimum(_uint8_col(tf.minimum(_level_int(level, 110.0), 255.0)), headroom)
+    below = tf.bitwise.right_shift(headroom, 7) * tf.constant(255, tf.uint8)
+    return images + tf.bitwise.bitwise_and(addition, below)
+
+
+def _grayscale(images: tf.Tensor) -> tf.Tensor:
+    """tf.image.rgb_to_grayscale on the uint8 images, as the official Color and Contrast."""
+    return tf.image.rgb_to_grayscale(images)
 
 
 def color(images, level, consts):
-    return _blend(_grayscale(images), images, _enhance_factor(level))
+    shape = tf.shape(images)
+    gray = tf.reshape(tf.tile(tf.reshape(_grayscale(images), [-1, 1]), [1, 3]), shape)
+    return _blend(tf.cast(gray, tf.float32), tf.cast(images, tf.float32), _enhance_factor(level))
 
 
 def contrast(images, level, consts):
@@ -122,41 +164,61 @@ def contrast(images, level, consts):
     """
     shape = tf.shape(images)
     pixels = tf.cast(shape[1] * shape[2], tf.float32)
-    return _blend(tf.floor(tf.minimum(pixels / 256.0, 255.0)), images, _enhance_factor(level))
+    return _blend(tf.floor(tf.minimum(pixels / 256.0, 255.0)), tf.cast(images, tf.float32), _enhance_factor(level))
 
 
 def contrast_pil(images, level, consts):
     """PIL's Contrast: blend with the image's rounded mean gray level."""
-    mean = tf.floor(tf.reduce_mean(_grayscale(images), axis=[1, 2, 3], keepdims=True) + 0.5)
-    return _blend(mean, images, _enhance_factor(level))
+    gray = tf.cast(_grayscale(images), tf.float32)
+    mean = tf.floor(tf.reduce_mean(gray, axis=[1, 2, 3], keepdims=True) + 0.5)
+    return _blend(mean, tf.cast(images, tf.float32), _enhance_factor(level))
 
 
 def brightness(images, level, consts):
-    return _blend(tf.zeros_like(images), images, _enhance_factor(level))
+    # The blend from black: 0 + f * (x - 0) is f * x exactly.
+    return _to_uint8(_col(_enhance_factor(level)) * tf.cast(images, tf.float32))
 
 
 def sharpness(images, level, consts):
-    kernel = tf.constant([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13.0
-    kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
-    smooth = tf.nn.depthwise_conv2d(images, kernel, [1, 1, 1, 1], "VALID")
-    smooth = tf.floor(tf.clip_by_value(smooth, 0.0, 255.0))
+    """Blend with the 3x3 smoothing [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13; the border stays.
+
+    The official depthwise convolution adds its nine products in row-major
+    order, one at a time; the same sum over shifted slices gives the same
+    bits several times faster on CPU.
+    """
+    shape = tf.shape(images)
+    h, w = shape[1] - 2, shape[2] - 2
+    x = tf.cast(images, tf.float32)
+    side = x * (tf.constant(1.0) / 13.0)
+    smooth = None
+    for dy in range(3):
+        for dx in range(3):
+            tap = x * (tf.constant(5.0) / 13.0) if (dy, dx) == (1, 1) else side
+            tap = tap[:, dy : dy + h, dx : dx + w]
+            smooth = tap if smooth is None else smooth + tap
+    degenerate = tf.floor(tf.clip_by_value(smooth, 0.0, 255.0))
+    middle = _blend(degenerate, x[:, 1:-1, 1:-1], _enhance_factor(level))
     # The one-pixel border keeps the original values.
-    middle = tf.concat([images[:, 1:-1, :1], smooth, images[:, 1:-1, -1:]], axis=2)
-    degenerate = tf.concat([images[:, :1], middle, images[:, -1:]], axis=1)
-    return _blend(degenerate, images, _enhance_factor(level))
+    middle = tf.concat([images[:, 1:-1, :1], middle, images[:, 1:-1, -1:]], axis=2)
+    return tf.concat([images[:, :1], middle, images[:, -1:]], axis=1)
 
 
 def cutout(images, level, consts):
+    """Gray out a square of half-side `int(level / 10 * cutout)` around a random centre."""
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     pad = tf.cast(_level_int(level, consts["cutout"]), tf.int32)[:, None, None]
     cy = tf.random.uniform([batch, 1, 1], 0, height, tf.int32)
     cx = tf.random.uniform([batch, 1, 1], 0, width, tf.int32)
     rows = tf.range(height)[None, :, None]
-    cols = tf.range(width)[None, None, :]
-    in_rows = tf.cast((rows >= cy - pad) & (rows < cy + pad), tf.float32)[..., None]
-    in_cols = tf.tile(tf.cast((cols >= cx - pad) & (cols < cx + pad), tf.float32)[..., None], [1, 1, 1, 3])
-    return images + in_rows * in_cols * (FILL - images)
+    cols = tf.repeat(tf.range(width), 3)[None, None, :]  # one column per channel, as `_rows`
+    in_rows = _where_mask((rows >= cy - pad) & (rows < cy + pad))
+    in_cols = _where_mask((cols >= cx - pad) & (cols < cx + pad))
+    box = tf.bitwise.bitwise_and(in_rows, in_cols)
+    rows_u8 = _rows(images)
+    # x where box is 0, FILL where it is 255: x ^ ((x ^ FILL) & box).
+    filled = tf.bitwise.bitwise_xor(rows_u8, tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(rows_u8, tf.constant(FILL, tf.uint8)), box))
+    return tf.reshape(filled, shape)
 
 
 # Geometric ops: [B, 8] projective matrices mapping output to input pixels.
@@ -199,21 +261,39 @@ def translate_y_matrix(level, consts, height, width):
     return _affine(_level_arg(level, consts["translate"]) * _random_sign(level), 5)
 
 
-def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
-    """Apply per-image projective matrices; nearest sampling, gray fill (as official).
+def _round_half_away(v: tf.Tensor) -> tf.Tensor:
+    """C's round(): halves go away from zero (tf.round sends them to even)."""
+    magnitude = tf.abs(v)
+    whole = tf.floor(magnitude)
+    return tf.sign(v) * (whole + tf.cast(magnitude - whole >= 0.5, v.dtype))
 
-    Runs on uint8 (the values are whole numbers), which is faster than float.
+
+def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
+    """Apply per-image affine [B, 8] matrices (output to input pixel); nearest pixel, gray fill.
+
+    The same pixels as `ImageProjectiveTransformV3` (NEAREST, CONSTANT,
+    fill 128), which the official ops use, for matrices without a projective
+    part (all of ours): the source coordinates are computed with its float32
+    operations in its order and rounded as its `std::round`, and then one
+    gather of whole pixels is about three times faster on CPU than the op,
+    which works a channel at a time.
     """
-    dtype = images.dtype
-    moved = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images if dtype == tf.uint8 else tf.cast(images, tf.uint8),
-        transforms=matrices,
-        output_shape=tf.shape(images)[1:3],
-        fill_value=FILL,
-        interpolation="NEAREST",
-        fill_mode="CONSTANT",
-    )
-    return moved if dtype == tf.uint8 else tf.cast(moved, dtype)
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    xs = tf.cast(tf.range(width), tf.float32)[None, None, :]
+    ys = tf.cast(tf.range(height), tf.float32)[None, :, None]
+    m = [matrices[:, k][:, None, None] for k in range(6)]
+    source_x = _round_half_away((m[0] * xs + m[1] * ys) + m[2])
+    source_y = _round_half_away((m[3] * xs + m[4] * ys) + m[5])
+    inside = (
+        (source_x >= 0.0) & (source_x < tf.cast(width, tf.float32))
+        & (source_y >= 0.0) & (source_y < tf.cast(height, tf.float32))
+    )  # fmt: skip
+    row = tf.range(batch)[:, None, None] * height + tf.cast(tf.where(inside, source_y, 0.0), tf.int32)
+    index = tf.where(inside, row * width + tf.cast(tf.where(inside, source_x, 0.0), tf.int32), batch * height * width)
+    pixels = tf.reshape(images, [-1, 3])
+    pixels = tf.concat([pixels, tf.fill([1, 3], tf.constant(FILL, images.dtype))], 0)  # index B*H*W: fill
+    return tf.gather(pixels, index)
 
 
 PIXEL_OPS = {
