@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.data import mix_batch
-from efficientnet_tf.data.mixing import cutmix_masks
+from efficientnet_tf.data.mixing import cutmix_boxes
 
 B, C = 8, 8
 
@@ -67,14 +67,27 @@ def test_cutmix_labels_weighted_by_the_batch_mean_box_area():
 
 def test_cutmix_box_has_even_clipped_sides_around_an_integer_centre():
     """Sides `2 * (int(r * size) // 2)` before clipping, so an unclipped box has even sides."""
-    masks = cutmix_masks(tf.constant(1.0), 64, 40, 30).numpy()[..., 0]
+    boxes = cutmix_boxes(tf.constant(1.0), 64, 40, 30).numpy()
+    assert (boxes[:, [0, 2]] >= 0).all() and (boxes[:, 1] <= 40).all() and (boxes[:, 3] <= 30).all()
+    assert (boxes[:, 1] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 2]).all()
     unclipped = 0
-    for m in masks:
-        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-        if rows.size and 0 < rows[0] and rows[-1] < 39 and 0 < cols[0] and cols[-1] < 29:
-            assert rows.size % 2 == 0 and cols.size % 2 == 0
+    for top, bottom, left, right in boxes:
+        if bottom > top and 0 < top and bottom < 40 and 0 < left and right < 30:
+            assert (bottom - top) % 2 == 0 and (right - left) % 2 == 0
             unclipped += 1
     assert unclipped > 0
+
+
+def test_uint8_images_mix_like_their_float_values():
+    x, y = batch()
+    for alphas in ((0.4, 0.0), (0.0, 1.0), (0.4, 1.0), (0.0, 0.0)):
+        tf.random.set_seed(7)
+        from_float = mix_batch(x, y, *map(tf.constant, alphas))
+        tf.random.set_seed(7)
+        from_uint8 = mix_batch(tf.cast(x, tf.uint8), y, *map(tf.constant, alphas))
+        assert from_uint8[0].dtype == tf.float32
+        np.testing.assert_array_equal(from_uint8[0].numpy(), from_float[0].numpy())
+        np.testing.assert_array_equal(from_uint8[1].numpy(), from_float[1].numpy())
 
 
 def test_both_on_each_half_mixes_within_itself():

@@ -275,8 +275,8 @@ def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     fill 128), which the official ops use, for matrices without a projective
     part (all of ours): the source coordinates are computed with its float32
     operations in its order and rounded as its `std::round`, and then one
-    gather of whole pixels is about three times faster on CPU than the op,
-    which works a channel at a time.
+    gather of whole pixels is several times faster on CPU than the op, which
+    works a channel at a time.
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
@@ -293,7 +293,7 @@ def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     index = tf.where(inside, row * width + tf.cast(tf.where(inside, source_x, 0.0), tf.int32), batch * height * width)
     pixels = tf.reshape(images, [-1, 3])
     pixels = tf.concat([pixels, tf.fill([1, 3], tf.constant(FILL, images.dtype))], 0)  # index B*H*W: fill
-    return tf.gather(pixels, index)
+    return tf.gather_nd(pixels, index[..., None])  # faster than tf.gather on CPU
 
 
 PIXEL_OPS = {

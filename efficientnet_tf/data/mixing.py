@@ -5,6 +5,10 @@ weight). With both alphas above zero the first half of the batch gets Mixup and
 the second half CutMix, each half reversed within itself (as in the official V2
 code); an alpha of 0 turns its method off, so the same graph serves every stage
 of progressive learning.
+
+The pixels are mixed an image at a time: on CPU, whole-batch float
+temporaries are slower to compute and each is fresh memory the kernel must
+map and zero (benchmarks/bench_pipeline.py).
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ def mixup_weights(alpha: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
     return tf.maximum(lam, 1.0 - lam)
 
 
-def cutmix_masks(alpha: tf.Tensor, n: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """[n, h, w, 1] float masks of the pixels taken from the partner, as the official code draws them.
+def cutmix_boxes(alpha: tf.Tensor, n: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """[n, 4] int32 (top, bottom, left, right) of the boxes taken from the partner, as the official code draws them.
 
     An integer centre anywhere in the image; sides `int(sqrt(1 - area) * size)`
     with `area ~ Beta(a, a)`, halved by integer division on each side of the
@@ -38,11 +42,9 @@ def cutmix_masks(alpha: tf.Tensor, n: tf.Tensor, height: tf.Tensor, width: tf.Te
     cx = tf.random.uniform([n], 0, width, tf.int32)
     half_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32) // 2
     half_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32) // 2
-    rows = tf.range(height)[None, :]
-    cols = tf.range(width)[None, :]
-    in_rows = tf.cast((rows >= (cy - half_h)[:, None]) & (rows < (cy + half_h)[:, None]), tf.float32)
-    in_cols = tf.cast((cols >= (cx - half_w)[:, None]) & (cols < (cx + half_w)[:, None]), tf.float32)
-    return in_rows[:, :, None, None] * in_cols[:, None, :, None]
+    top, bottom = tf.maximum(cy - half_h, 0), tf.minimum(cy + half_h, height)
+    left, right = tf.maximum(cx - half_w, 0), tf.minimum(cx + half_w, width)
+    return tf.stack([top, tf.maximum(bottom, top), left, tf.maximum(right, left)], axis=1)
 
 
 def partner_index(n: tf.Tensor, halves: tf.Tensor) -> tf.Tensor:
@@ -54,48 +56,53 @@ def partner_index(n: tf.Tensor, halves: tf.Tensor) -> tf.Tensor:
 
 
 def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup_alpha: tf.Tensor, cutmix_alpha: tf.Tensor):
-    """Apply Mixup and/or CutMix to float images [B, H, W, 3] and one-hot labels [B, C].
+    """Apply Mixup and/or CutMix to images [B, H, W, 3] (uint8 or float) and one-hot labels [B, C].
 
     As the official V2 code: with both on, each half is mixed within itself
     (Mixup the first `B // 2`, CutMix the rest); CutMix labels are weighted by
-    the mean box area over the images it cut, one weight for all of them. With
-    both alphas 0 the batch passes through untouched, at no cost.
+    the mean box area over the images it cut, one weight for all of them.
+    Images come back as float32; with both alphas 0 they pass through
+    untouched, at no cost but the cast.
     """
     mixup_on = tf.cast(mixup_alpha, tf.float32) > 0
     cutmix_on = tf.cast(cutmix_alpha, tf.float32) > 0
     return tf.cond(
         mixup_on | cutmix_on,
         lambda: _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on),
-        lambda: (images, labels),
+        lambda: (tf.cast(images, tf.float32), labels),
     )
 
 
 def _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on):
     shape = tf.shape(images)
-    n = shape[0]
+    n, height, width = shape[0], shape[1], shape[2]
     # Which images CutMix: the second half with both on, all with only CutMix.
     second_half = tf.range(n) >= n // 2
     use_cutmix = tf.where(mixup_on, second_half & cutmix_on, cutmix_on)
     use_mixup = mixup_on & ~use_cutmix
-
     partner = partner_index(n, mixup_on & cutmix_on)
-    partner_images = tf.gather(images, partner)
-    partner_labels = tf.gather(labels, partner)
 
     lam = tf.where(use_mixup, mixup_weights(mixup_alpha, n), 1.0)
-    mixed_images = partner_images + lam[:, None, None, None] * (images - partner_images)
-
-    def cut(mixed_images, label_weight):
-        mask = cutmix_masks(cutmix_alpha, n, shape[1], shape[2])
-        mask *= tf.cast(use_cutmix, tf.float32)[:, None, None, None]
-        cut_pixels = tf.reduce_sum(tf.cast(use_cutmix, tf.float32)) * tf.cast(shape[1] * shape[2], tf.float32)
-        mean_area = tf.reduce_sum(mask) / cut_pixels
-        mask = tf.tile(mask, [1, 1, 1, 3])  # broadcasting over channels is slow on CPU
-        mixed_images += mask * (partner_images - mixed_images)
-        return mixed_images, tf.where(use_cutmix, 1.0 - mean_area, label_weight)
-
-    mixed_images, label_weight = tf.cond(
-        tf.reduce_any(use_cutmix), lambda: cut(mixed_images, lam), lambda: (mixed_images, lam)
+    boxes = tf.cond(
+        tf.reduce_any(use_cutmix),
+        lambda: cutmix_boxes(cutmix_alpha, n, height, width),
+        lambda: tf.zeros([n, 4], tf.int32),
     )
+    boxes *= tf.cast(use_cutmix, tf.int32)[:, None]  # an empty box: nothing cut
+    box_pixels = tf.cast((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]), tf.float32)
+    cut_images = tf.maximum(tf.reduce_sum(tf.cast(use_cutmix, tf.float32)), 1.0)
+    mean_area = tf.reduce_sum(box_pixels) / (cut_images * tf.cast(height * width, tf.float32))
+    label_weight = tf.where(use_cutmix, 1.0 - mean_area, lam)
+
+    def mix_one(i):
+        own = tf.cast(images[i], tf.float32)
+        other = tf.cast(tf.gather(images, partner[i]), tf.float32)
+        mixed = tf.cond(use_mixup[i], lambda: other + lam[i] * (own - other), lambda: own)
+        top, bottom, left, right = tf.unstack(boxes[i])
+        middle = tf.concat([mixed[top:bottom, :left], other[top:bottom, left:right], mixed[top:bottom, right:]], 1)
+        return tf.concat([mixed[:top], middle, mixed[bottom:]], 0)
+
+    mixed_images = tf.map_fn(mix_one, tf.range(n), fn_output_signature=tf.float32, parallel_iterations=4)
+    partner_labels = tf.gather(labels, partner)
     mixed_labels = partner_labels + label_weight[:, None] * (labels - partner_labels)
     return mixed_images, mixed_labels

@@ -195,13 +195,12 @@ def make_train_dataset(
 
     def augment_batch(images, labels):
         # RandAugment/AutoAugment take the uint8 batch as is (their values stay
-        # on the uint8 grid), so the batch becomes float32 only for Mixup.
+        # on the uint8 grid); Mixup/CutMix give float32, an image at a time.
         if augmentation == "randaugment":
             magnitude = state.randaug_magnitude.read_value()
             images = tf.cond(magnitude > 0, lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast), lambda: images)
         elif augmentation == "autoaugment":
             images = augment.autoaugment(images, fam.pil_contrast)
-        images = tf.cast(images, tf.float32)
         images, labels = mixing.mix_batch(images, labels, state.mixup_alpha.read_value(), state.cutmix_alpha.read_value())
         images.set_shape([batch_size, None, None, 3])
         return images, labels
