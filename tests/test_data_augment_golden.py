@@ -297,3 +297,38 @@ def test_contrast_blends_towards_pixel_count_over_256(size, target):
 def test_pil_contrast_option_blends_towards_mean_gray():
     out = pixel_op("Contrast", [0, 200], 0, pil_contrast=True, size=(224, 224))
     assert np.unique(out).tolist() == [90, 110]  # mean gray 100: 100 + 0.1 * (x - 100)
+
+
+def reference_sharpness(images: np.ndarray, factor: float) -> np.ndarray:
+    """The official Sharpness, image by image: a depthwise convolution, truncated to uint8, the border kept, blended."""
+    kernel = tf.tile((tf.constant([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13.0)[:, :, None, None], [1, 1, 3, 1])
+    out = []
+    for image in images:
+        x = tf.constant(image, tf.float32)
+        smooth = tf.nn.depthwise_conv2d(x[None], kernel, [1, 1, 1, 1], "VALID")[0]
+        degenerate = image.copy()
+        degenerate[1:-1, 1:-1] = tf.cast(tf.clip_by_value(smooth, 0.0, 255.0), tf.uint8).numpy()
+        d = tf.constant(degenerate, tf.float32)
+        out.append(tf.cast(tf.clip_by_value(d + factor * (x - d), 0.0, 255.0), tf.uint8).numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("shape", [(3, 37, 41), (2, 224, 224)])
+def test_fast_ops_equal_the_official_tf_ops_on_random_images(shape):
+    """Sharpness (shifted sums) and the geometric transform (one gather) reach the official
+    ops' results by other means; check every bit on random images, including low-entropy
+    ones where the smoothing lands exactly on whole numbers."""
+    rng = np.random.default_rng(sum(shape))
+    for images in (rng.integers(0, 256, shape + (3,)), rng.integers(0, 4, shape + (3,)) * 13):
+        images = images.astype(np.uint8)
+        for level in (2.0, 10.0, 28.0):
+            factor = float(np.float32(level / 10 * 1.8 + 0.1))
+            ours = image_ops.sharpness(tf.constant(images), tf.fill([shape[0]], level), {}).numpy()
+            np.testing.assert_array_equal(ours, reference_sharpness(images, factor))
+            for name, matrix_fn in image_ops.GEOMETRIC_OPS.items():
+                matrices = matrix_fn(tf.fill([shape[0]], level), augment.AUTOAUGMENT_CONSTS, shape[1], shape[2])
+                official = tf.raw_ops.ImageProjectiveTransformV3(
+                    images=images, transforms=matrices, output_shape=shape[1:], fill_value=128.0,
+                    interpolation="NEAREST", fill_mode="CONSTANT",
+                )  # fmt: skip
+                np.testing.assert_array_equal(image_ops.transform(tf.constant(images), matrices).numpy(), official.numpy(), name)

@@ -165,5 +165,7 @@ def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family, quanti
     The official code clips and casts to uint8 before AutoAugment/RandAugment
     (whose ops then stay on that grid) and keeps the float image otherwise.
     """
-    image = tf.image.random_flip_left_right(resize(image, image_size, family))
-    return tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8) if quantize else image
+    image = resize(image, image_size, family)
+    if quantize:  # flipping after the cast moves a quarter of the bytes
+        image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
+    return tf.image.random_flip_left_right(image)
