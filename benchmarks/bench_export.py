@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ import tensorflow as tf
 
 import efficientnet_tf
 from efficientnet_tf.data.synthetic import render_split
+from efficientnet_tf.training.hardware import describe_cpu
 from export import QUANTIZATIONS, LiteRTModel, OnnxModel, Trained, export_trained
 
 SIZE = 224
@@ -38,17 +38,6 @@ ANCHORS: dict[str, Callable[[], keras.Model]] = {
 }  # fmt: skip
 MODELS = ("efficientnet-lite0", "efficientnet-b0", "efficientnetv2-b0")
 BATCHES = {"bs1 ms": 1, "bs16 img/s": 16}
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as file:
-            for line in file:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def runners(model: keras.Model, directory: str) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
@@ -98,7 +87,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
     args = parser.parse_args()
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores); TF {tf.__version__}, Keras {keras.__version__}; "
+    print(f"CPU: {describe_cpu()}; TF {tf.__version__}, Keras {keras.__version__}; "
           f"{SIZE} px, {CLASSES} classes, random weights; medians of {args.repeats} alternating repeats")  # fmt: skip
     rng = np.random.default_rng(0)
     calibration = render_split(32, 10, SIZE, seed=0, stream=0)[0].astype("float32")

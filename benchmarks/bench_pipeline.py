@@ -16,13 +16,13 @@ import os
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 from PIL import Image
 
 from efficientnet_tf.data import AugmentState, array_source, folder_source, make_train_dataset, mixing, preprocessing
 from efficientnet_tf.data.badfiles import decode_files
 from efficientnet_tf.data.synthetic import render_split
+from efficientnet_tf.training.hardware import describe_cpu
 
 FAMILY = "efficientnetv2"
 MAGNITUDE = 15.0
@@ -85,6 +85,7 @@ def main() -> None:
     disk = folder_source(folder, validation_fraction=0.02)
 
     cores = os.cpu_count() or 1
+    print(f"CPU: {describe_cpu()}; TF {tf.__version__}")
     print(f"cores={cores} batch={args.batch_size} batches={args.batches} source={args.source_px}px "
           f"family={FAMILY} RandAugment(2 ops, m={MAGNITUDE}) + Mixup({MIXUP})")  # fmt: skip
     print(f"{'source':<8}{'size':>6}{'ours img/s':>12}{'/core':>8}{'keras-cv img/s':>16}{'/core':>8}{'speed-up':>10}")

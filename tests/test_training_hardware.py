@@ -15,7 +15,14 @@ import tensorflow as tf
 
 import efficientnet_tf
 from efficientnet_tf.training import Checkpointer, ExponentialMovingAverage, build_config, restore, trainer
-from efficientnet_tf.training.hardware import cpu_has_bf16, describe, is_chief, make_strategy, pick_precision
+from efficientnet_tf.training.hardware import cpu_has_bf16, describe, describe_cpu, is_chief, make_strategy, pick_precision
+
+
+def test_describe_cpu_names_the_instructions_speed_depends_on(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("model name\t: Some CPU\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni\n")
+    assert describe_cpu(str(path)).startswith("Some CPU, ")
+    assert describe_cpu(str(path)).endswith(" cores, avx2 avx512f avx512_vnni")
 
 
 def test_bf16_only_where_the_cpu_has_native_bf16(tmp_path):

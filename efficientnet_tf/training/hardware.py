@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from typing import Callable, Optional, TypeVar
@@ -34,13 +35,26 @@ class WorkerLost(RuntimeError):
     """A peer worker stopped answering; the checkpoints stop at the last finished epoch."""
 
 
-def cpu_has_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+def _cpuinfo(path: str = "/proc/cpuinfo") -> str:
     try:
-        with open(cpuinfo_path) as f:
-            flags = f.read()
+        with open(path) as f:
+            return f.read()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has_bf16(cpuinfo_path: str = "/proc/cpuinfo") -> bool:
+    flags = _cpuinfo(cpuinfo_path)
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def describe_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> str:
+    """The CPU's name, core count and the instructions our speed depends on, for benchmark reports."""
+    info = _cpuinfo(cpuinfo_path)
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), None)
+    words = set(info.split())
+    has = [flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "avx_vnni") if flag in words]
+    return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {' '.join(has) or 'no AVX2'}"
 
 
 def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Strategy] = None) -> str:
