@@ -144,14 +144,10 @@ def solarize_add(images, level, consts):
     return images + tf.bitwise.bitwise_and(addition, below)
 
 
-def _grayscale(images: tf.Tensor) -> tf.Tensor:
-    """tf.image.rgb_to_grayscale on the uint8 images, as the official Color and Contrast."""
-    return tf.image.rgb_to_grayscale(images)
-
-
 def color(images, level, consts):
+    """Blend with the gray image (tf.image.rgb_to_grayscale on uint8, as the official op)."""
     shape = tf.shape(images)
-    gray = tf.reshape(tf.tile(tf.reshape(_grayscale(images), [-1, 1]), [1, 3]), shape)
+    gray = tf.reshape(tf.tile(tf.reshape(tf.image.rgb_to_grayscale(images), [-1, 1]), [1, 3]), shape)
     return _blend(tf.cast(gray, tf.float32), tf.cast(images, tf.float32), _enhance_factor(level))
 
 
@@ -169,7 +165,7 @@ def contrast(images, level, consts):
 
 def contrast_pil(images, level, consts):
     """PIL's Contrast: blend with the image's rounded mean gray level."""
-    gray = tf.cast(_grayscale(images), tf.float32)
+    gray = tf.cast(tf.image.rgb_to_grayscale(images), tf.float32)
     mean = tf.floor(tf.reduce_mean(gray, axis=[1, 2, 3], keepdims=True) + 0.5)
     return _blend(mean, tf.cast(images, tf.float32), _enhance_factor(level))
 
@@ -215,10 +211,10 @@ def cutout(images, level, consts):
     in_rows = _where_mask((rows >= cy - pad) & (rows < cy + pad))
     in_cols = _where_mask((cols >= cx - pad) & (cols < cx + pad))
     box = tf.bitwise.bitwise_and(in_rows, in_cols)
-    rows_u8 = _rows(images)
+    pixels = _rows(images)
     # x where box is 0, FILL where it is 255: x ^ ((x ^ FILL) & box).
-    filled = tf.bitwise.bitwise_xor(rows_u8, tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(rows_u8, tf.constant(FILL, tf.uint8)), box))
-    return tf.reshape(filled, shape)
+    to_fill = tf.bitwise.bitwise_and(tf.bitwise.bitwise_xor(pixels, tf.constant(FILL, tf.uint8)), box)
+    return tf.reshape(tf.bitwise.bitwise_xor(pixels, to_fill), shape)
 
 
 # Geometric ops: [B, 8] projective matrices mapping output to input pixels.
