@@ -254,9 +254,10 @@ def get_model(
         ``efficientnet_tf.model_names()``), positional; a ``name=`` keyword
         names the Keras model instead.
       weights: None (random init), ``"imagenet"``, or a weights file path
-        (ours, or a keras.applications HDF5 file). With ``"imagenet"`` and
-        ``num_classes != 1000`` the backbone is loaded and the classifier
-        starts fresh, ready for fine-tuning.
+        (ours with or without a top, a ``.keras`` file, or a
+        keras.applications HDF5 file). Any head fits: the backbone is loaded
+        and a classifier of another size starts fresh, ready for fine-tuning;
+        one printed line says what was loaded.
       features_only: return a backbone whose output is a dict of
         ``reduction_1`` .. ``reduction_5`` feature maps (strides 2 to 32).
       blocks, width, depth: override the named architecture.

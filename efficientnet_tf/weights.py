@@ -1,19 +1,21 @@
 """Pretrained weights: Keras' published ImageNet files, keras.applications files, our own files.
 
-Keras publishes ImageNet weights for 15 of our names as legacy HDF5 files of
-its `keras.applications` models. Those models are built from many small
-layers, ours from whole blocks, so the files are mapped by layer name (block
-sub-layers become keras' ``block2a_expand_conv`` etc.), never by position, and
-every one of our weights must be matched by one of the same name and shape.
-Keras' V1 ``normalization`` layer is skipped: ours is a weightless
-`Rescaling` computing the same official normalization.
+Every source is read into one dict of arrays keyed by our variables' paths
+(``block2a/expand_conv/kernel``), never by position, and `assign` puts it into
+the model: every backbone weight must be there with its shape, while a
+classifier of another size (or none) starts fresh, so any file fits any head.
+keras.applications models are built from many small layers, ours from whole
+blocks, so their layer names (``block2a_expand_conv``) are translated. Keras'
+V1 ``normalization`` layer is skipped: ours is a weightless `Rescaling`
+computing the same official normalization.
 """
 
 from __future__ import annotations
 
-import logging
+import io
 import os
-from typing import Union
+import zipfile
+from typing import Mapping, Union
 
 import h5py
 import keras
@@ -21,8 +23,6 @@ import numpy as np
 
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
-
-log = logging.getLogger(__name__)
 
 _V1_URL = "https://storage.googleapis.com/keras-applications/"
 _V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/"
@@ -76,18 +76,77 @@ def check_weights(weights, spec: ModelSpec) -> None:
 
 
 def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: ModelSpec) -> None:
-    """Loads ``"imagenet"`` or a weights file into a model built by `build_model`."""
+    """Loads ``"imagenet"`` or a weights file into a model built by `build_model`, whatever its head."""
     check_weights(weights, spec)
     if isinstance(weights, str) and weights == "imagenet":
-        classifier = next((layer for layer in model.layers if layer.name == _CLASSIFIER), None)
+        classifier = _classifier(model)
         with_top = classifier is not None and classifier.units == IMAGENET_CLASSES
-        _load_legacy(model, imagenet_file(spec.name, include_top=with_top), spec)
+        path = imagenet_file(spec.name, include_top=with_top)
+        assign(model, read_keras_applications(path, model, spec), path)
         return
     path = os.fspath(weights)
     if _is_legacy(path):
-        _load_legacy(model, path, spec)
+        assign(model, read_keras_applications(path, model, spec), path)
     else:
-        _load_own(model, path)
+        assign(model, read_own(path, model), path)
+
+
+def assign(model: keras.Model, values: Mapping[str, np.ndarray], origin: str) -> str:
+    """Puts `values` (keyed by our variable paths) into `model`; returns and prints the one-line summary.
+
+    Every weight outside the classifier must be present with the model's
+    shape. A classifier the source lacks, or has with another class count,
+    starts fresh; a source's classifier the model lacks is left out. Nothing
+    is assigned unless everything fits, so a bad file never half-loads.
+    """
+    classifier = _classifier(model)
+    head = {variable.path for variable in classifier.weights} if classifier is not None else set()
+    theirs = _head_shape(values)
+    fresh = classifier is not None and (
+        theirs is None or any(tuple(values[v.path].shape) != tuple(v.shape) for v in classifier.weights if v.path in values)
+    )
+    assignments = []
+    for variable in model.weights:
+        if fresh and variable.path in head:
+            continue
+        if variable.path not in values:
+            raise ValueError(
+                f"{origin!r} does not fit {model.name}: it lacks {variable.path} ({tuple(variable.shape)} in the model); "
+                "it holds another architecture, pick the model name it was saved from."
+            )
+        value = np.asarray(values[variable.path])
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"{origin!r} does not fit {model.name}: {variable.path} is {tuple(value.shape)} in the file, "
+                f"{tuple(variable.shape)} in the model; it holds another architecture, pick the model name it was saved from."
+            )
+        assignments.append((variable, value))
+    ours = {variable.path for variable in model.weights}
+    extra = [key for key in values if key not in ours and not key.startswith(_CLASSIFIER + "/")]
+    if extra:
+        raise ValueError(
+            f"{origin!r} does not fit {model.name}: it has {extra[0]} {tuple(np.shape(values[extra[0]]))}, which the "
+            "model lacks; it holds another architecture, pick the model name it was saved from."
+        )
+    for variable, value in assignments:
+        variable.assign(value)
+    line = f"{model.name}: loaded {len(assignments)} of {len(model.weights)} weights from {os.path.basename(origin)}"
+    if fresh:
+        line += f"; head ({classifier.kernel.shape[0]} -> {classifier.units}) starts fresh"
+        line += "" if theirs is None else f" (the file's head is {theirs[0]} -> {theirs[1]})"
+    elif classifier is None and theirs is not None:
+        line += f"; the file's head ({theirs[0]} -> {theirs[1]}) is not used"
+    print(line)
+    return line
+
+
+def _classifier(model: keras.Model):
+    return next((layer for layer in model.layers if layer.name == _CLASSIFIER), None)
+
+
+def _head_shape(values: Mapping[str, np.ndarray]):
+    kernel = values.get(f"{_CLASSIFIER}/kernel")
+    return None if kernel is None else tuple(np.shape(kernel))
 
 
 def imagenet_file(name: str, include_top: bool = True) -> str:
@@ -132,35 +191,68 @@ def _check_published(spec: ModelSpec) -> None:
         )
 
 
-def _is_legacy(path: str) -> bool:
-    """True for keras.applications' HDF5 layout, False for Keras 3 `save_weights` files."""
+def _open_hdf5(path: str) -> h5py.File:
+    """A weights HDF5 file, or the one inside a ``.keras`` archive."""
     try:
-        with h5py.File(path, "r") as f:
-            if "layer_names" in f.attrs or "model_weights" in f:
-                return True
-            if "layers" in f or "vars" in f:
-                return False
-    except OSError as error:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        return h5py.File(path, "r")
+    except (OSError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(
-            f"{path!r} is not a readable HDF5 weights file ({error}); pass a file written by "
-            "model.save_weights() or a keras.applications .h5 weights file."
+            f"{path!r} is not a readable weights file ({' '.join(str(error).split())}); pass a file written by "
+            "model.save_weights() or model.save(), or a keras.applications .h5 weights file."
         ) from None
+
+
+def _is_legacy(path: str) -> bool:
+    """True for keras.applications' HDF5 layout, False for Keras 3 `save_weights` / `.keras` files."""
+    with _open_hdf5(path) as f:
+        if "layer_names" in f.attrs or "model_weights" in f:
+            return True
+        if "layers" in f or "vars" in f:
+            return False
     raise ValueError(
         f"{path!r} is HDF5 but neither a Keras 3 .weights.h5 file nor a keras.applications weights file."
     )
 
 
-def _load_own(model: keras.Model, path: str) -> None:
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"{path!r} is a Keras 3 weights file; Keras needs its name to end in .weights.h5, rename it.")
-    try:
-        model.load_weights(path)
-    except (ValueError, KeyError) as error:
-        # Keras lists every failed object; its example error alone says what differs.
-        detail = str(error).split("List of objects")[0].split("Example error message for object")[-1]
-        detail = detail.split("Target variable:")[0]
-        detail = " ".join(detail.split())[:300]
-        raise ValueError(f"{path!r} does not fit {model.name} (saved from another model?): {detail}") from None
+def _variables_by_layer(model: keras.Model) -> dict[str, list]:
+    """Layer path -> its variables in Keras' saving order (trainable first, then the rest, as `layer.weights`)."""
+    layers: dict[str, list] = {}
+    for variable in model.weights:
+        layers.setdefault(variable.path.rsplit("/", 1)[0], []).append(variable)
+    return layers
+
+
+def read_own(path: str, model: keras.Model) -> dict[str, np.ndarray]:
+    """Our variable path -> value, from a Keras 3 ``.weights.h5`` (or ``.keras``) file of one of our models.
+
+    Keras names the file's groups after layer classes (``mb_conv_3``), but
+    each ``vars`` group records its layer's own name, so the layer paths
+    (``block2a/expand_conv``) are rebuilt from those and matched by name.
+    """
+    layers = _variables_by_layer(model)
+    values: dict[str, np.ndarray] = {}
+
+    def walk(group: h5py.Group, prefix: str) -> None:
+        own = group.get("vars")
+        if own is not None and group.name != "/":
+            if "name" not in own.attrs:
+                raise ValueError(f"{path!r} was written by an older Keras 3 without layer names; re-save it with this Keras.")
+            prefix = f"{prefix}/{own.attrs['name']}".lstrip("/")
+            ours = [variable.path for variable in layers.get(prefix, [])]
+            if not ours and prefix == _CLASSIFIER:  # A head the model lacks: named, so `assign` can describe it.
+                ours = [f"{_CLASSIFIER}/kernel", f"{_CLASSIFIER}/bias"]
+            for i in range(len(own)):
+                values[ours[i] if i < len(ours) else f"{prefix}/{i}"] = np.asarray(own[str(i)])
+        for key, child in group.items():
+            if key != "vars" and isinstance(child, h5py.Group):
+                walk(child, prefix)
+
+    with _open_hdf5(path) as f:
+        walk(f["layers"] if "layers" in f else f, "")
+    return values
 
 
 def _attr_list(node: h5py.Group, name: str) -> list[str]:
@@ -177,7 +269,7 @@ def _attr_list(node: h5py.Group, name: str) -> list[str]:
 
 def _read_legacy(path: str) -> dict[str, list[tuple[str, np.ndarray]]]:
     """Layer name -> [(weight name, value)] for every layer with weights."""
-    with h5py.File(path, "r") as f:
+    with _open_hdf5(path) as f:
         root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
         layers = {}
         for name in _attr_list(root, "layer_names"):
@@ -202,56 +294,26 @@ def _targets(model: keras.Model, spec: ModelSpec) -> dict[str, keras.layers.Laye
     return targets
 
 
-def _load_legacy(model: keras.Model, path: str, spec: ModelSpec) -> None:
-    """Maps a keras.applications file onto `model`; checks everything before assigning anything."""
+def read_keras_applications(path: str, model: keras.Model, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Our variable path -> value, from a keras.applications (legacy HDF5) weights file.
+
+    A weight whose layer or name has no counterpart keeps the file's own
+    name (``block1b_dwconv/depthwise_kernel``), so `assign` reports it.
+    """
     try:
         stored = _read_legacy(path)
     except (OSError, KeyError) as error:
         raise ValueError(f"{path!r} is not a readable keras.applications weights file ({error}).") from None
     targets = _targets(model, spec)
-    classifier = targets.get(_CLASSIFIER)
-    skipped = 0
-    if classifier is not None:
-        theirs = stored[_CLASSIFIER][-1][1].shape[0] if _CLASSIFIER in stored else None
-        if theirs != classifier.units:
-            del targets[_CLASSIFIER]
-            skipped = len(classifier.weights)
-            log.info(
-                "%s: loaded backbone weights only; the %d-class classifier stays initialized (file has %s).",
-                model.name, classifier.units, f"{theirs} classes" if theirs else "no classifier",
-            )
-    if _CLASSIFIER not in targets:
-        stored.pop(_CLASSIFIER, None)
-
-    assignments = []
-    for name, layer in targets.items():
-        if name not in stored:
-            raise ValueError(
-                f"{path!r} has no weights for layer {name} of {model.name}; it was saved from another model."
-            )
-        values = stored.pop(name)
-        if len(values) != len(layer.weights):
-            raise ValueError(
-                f"Layer {name} of {model.name} has {len(layer.weights)} weights, {path!r} has {len(values)}."
-            )
-        for variable, (weight_name, value) in zip(layer.weights, values):
+    values = {}
+    for layer_name, weights in stored.items():
+        if layer_name.startswith(_SKIPPED_PREFIXES):
+            continue
+        layer = targets.get(layer_name)
+        variables = {} if layer is None else {variable.name: variable for variable in layer.weights}
+        for weight_name, value in weights:
             short = weight_name.split("/")[-1].split(":")[0]
-            if _WEIGHT_ALIASES.get(short, short) != variable.name:
-                raise ValueError(f"Layer {name}: expected weight {variable.name!r}, {path!r} has {weight_name!r}.")
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(
-                    f"Shape mismatch for {name} {variable.name} of {model.name}: model {tuple(variable.shape)}, "
-                    f"{path!r} {tuple(value.shape)}; the file is for another model or input channel count."
-                )
-            assignments.append((variable, value))
-    if len(assignments) != len(model.weights) - skipped:
-        raise ValueError(f"{model.name} has weights outside the keras.applications layout; cannot map {path!r}.")
-    leftover = sorted(name for name in stored if not name.startswith(_SKIPPED_PREFIXES))
-    if leftover:
-        raise ValueError(
-            f"{path!r} has weights for layers {model.name} lacks ({', '.join(leftover[:3])}"
-            f"{', ...' if len(leftover) > 3 else ''}); it was saved from another model."
-        )
-    for variable, value in assignments:
-        variable.assign(value)
-
+            short = _WEIGHT_ALIASES.get(short, short)
+            # Unmatched weights keep the file's names (a classifier's are ours too), so `assign` can report them.
+            values[variables[short].path if short in variables else f"{layer_name}/{short}"] = value
+    return values

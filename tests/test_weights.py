@@ -10,8 +10,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import inspect  # noqa: E402
-import logging  # noqa: E402
 import socket  # noqa: E402
+import warnings  # noqa: E402
 
 import h5py  # noqa: E402
 import keras  # noqa: E402
@@ -170,7 +170,7 @@ def test_imagenet_offline_names_file_and_place(tmp_path, monkeypatch, offline):
         assert str(tmp_path / "models" / file_name) in message
 
 
-def test_imagenet_uses_file_placed_in_cache(tmp_path, monkeypatch, offline, caplog):
+def test_imagenet_uses_file_placed_in_cache(tmp_path, monkeypatch, offline, capsys):
     """A hand-placed file is loaded without network or hash check; num_classes != 1000 keeps a fresh classifier."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
@@ -185,22 +185,26 @@ def test_imagenet_uses_file_placed_in_cache(tmp_path, monkeypatch, offline, capl
     keras.utils.set_random_seed(5)
     fresh = get_model("efficientnet-b0", num_classes=5, input_shape=SHAPE).get_layer("predictions").get_weights()
     keras.utils.set_random_seed(5)
-    with caplog.at_level(logging.INFO, logger="efficientnet_tf.weights"):
-        tuned = get_model("efficientnet-b0", weights="imagenet", num_classes=5, input_shape=SHAPE)
-    assert [r.getMessage() for r in caplog.records if "classifier stays initialized" in r.getMessage()]
+    capsys.readouterr()
+    tuned = get_model("efficientnet-b0", weights="imagenet", num_classes=5, input_shape=SHAPE)
+    assert capsys.readouterr().out == (
+        "efficientnet-b0: loaded 309 of 311 weights from efficientnetb0_notop.h5; head (1280 -> 5) starts fresh\n"
+    )
     for ours, init in zip(tuned.get_layer("predictions").get_weights(), fresh):
         np.testing.assert_array_equal(ours, init)
     features = keras.Model(tuned.input, tuned.get_layer("top_activation").output)
     np.testing.assert_allclose(features(x, training=False).numpy(), expected, atol=1e-4)
 
 
-def test_other_num_classes_from_file_loads_backbone_only(tmp_path, caplog):
+def test_other_num_classes_from_file_loads_backbone_only(tmp_path, capsys):
     source = _keras_model("efficientnet-b0")
     path = _write_published(source, tmp_path / "b0.h5")
-    with caplog.at_level(logging.INFO, logger="efficientnet_tf.weights"):
-        model = get_model("efficientnet-b0", weights=path, num_classes=7, input_shape=SHAPE)
-    logged = [r.getMessage() for r in caplog.records]
-    assert any("7-class classifier stays initialized (file has 1000 classes)" in line for line in logged)
+    capsys.readouterr()
+    model = get_model("efficientnet-b0", weights=path, num_classes=7, input_shape=SHAPE)
+    assert capsys.readouterr().out == (
+        "efficientnet-b0: loaded 309 of 311 weights from b0.h5; head (1280 -> 7) starts fresh "
+        "(the file's head is 1280 -> 1000)\n"
+    )
     np.testing.assert_array_equal(
         model.get_layer("top_bn").moving_mean.numpy(), source.get_layer("top_bn").moving_mean.numpy()
     )
@@ -231,7 +235,7 @@ def test_bad_files_give_one_line_errors(tmp_path):
         get_model("efficientnet-b0", weights=str(missing), input_shape=SHAPE)
     text = tmp_path / "text.h5"
     text.write_bytes(b"not an hdf5 file at all")
-    with pytest.raises(ValueError, match="not a readable HDF5"):
+    with pytest.raises(ValueError, match="not a readable weights file"):
         get_model("efficientnet-b0", weights=str(text), input_shape=SHAPE)
     whole = _write_published(_keras_model("efficientnet-b0"), tmp_path / "whole.h5")
     truncated = tmp_path / "truncated.h5"
@@ -241,19 +245,19 @@ def test_bad_files_give_one_line_errors(tmp_path):
     assert "\n" not in str(error.value)
 
 
-def test_wrong_model_file_names_the_layer(tmp_path):
+def test_wrong_model_file_names_the_weight_and_both_shapes(tmp_path):
     b0_file = _write_published(_keras_model("efficientnet-b0"), tmp_path / "b0.h5")
-    with pytest.raises(ValueError, match="no weights for layer block1b_dwconv of efficientnet-b1"):
+    with pytest.raises(ValueError, match=r"does not fit efficientnet-b1: it lacks block1b/se/reduce/kernel \(\(1, 1, 16, 4\) in the model\)"):
         get_model("efficientnet-b1", weights=b0_file, input_shape=SHAPE)
-    with pytest.raises(ValueError, match="Shape mismatch for stem_conv"):
+    with pytest.raises(ValueError, match=r"stem_conv/kernel is \(3, 3, 3, 32\) in the file, \(3, 3, 3, 40\) in the model"):
         get_model("efficientnet-b3", weights=b0_file, input_shape=SHAPE)
-    with pytest.raises(ValueError, match="Shape mismatch for block1a_project_conv kernel of efficientnetv2-b0"):
+    with pytest.raises(ValueError, match=r"efficientnetv2-b0: block1a/project_conv/kernel is \(1, 1, 32, 16\) in the file, \(3, 3"):
         get_model("efficientnetv2-b0", weights=b0_file, input_shape=SHAPE)
 
 
 def test_file_with_extra_layers_is_rejected(tmp_path):
     b1_file = _write_published(_keras_model("efficientnet-b1"), tmp_path / "b1.h5")
-    with pytest.raises(ValueError, match="has weights for layers efficientnet-b0 lacks .*block1b"):
+    with pytest.raises(ValueError, match="it has block1b_dwconv/kernel .*which the model lacks"):
         get_model("efficientnet-b0", weights=b1_file, input_shape=SHAPE)
 
 
@@ -272,7 +276,102 @@ def test_own_weights_file_round_trip(tmp_path):
     with pytest.raises(ValueError, match="does not fit efficientnetv2-b1") as error:
         get_model("efficientnetv2-b1", weights=path, input_shape=SHAPE)
     assert "\n" not in str(error.value)
-    renamed = tmp_path / "mine.h5"
+    renamed = tmp_path / "mine.h5"  # read by name, so Keras' file-name rule does not apply
     os.rename(path, renamed)
-    with pytest.raises(ValueError, match="end in .weights.h5"):
-        get_model("efficientnetv2-b0", weights=str(renamed), input_shape=SHAPE)
+    loaded = get_model("efficientnetv2-b0", weights=str(renamed), input_shape=SHAPE)
+    np.testing.assert_array_equal(loaded(x).numpy(), source(x).numpy())
+
+
+def _lite0(**options):
+    return get_model("efficientnet-lite0", input_shape=SHAPE, classifier_activation=None, **options)
+
+
+def _features(model, x):
+    return keras.Model(model.input, model.get_layer("top_activation").output)(x, training=False).numpy()
+
+
+@pytest.fixture(scope="module")
+def lite0_files(tmp_path_factory):
+    """Issue 17's files: lite0 weights saved with the 1000-class top and without a top."""
+    folder = tmp_path_factory.mktemp("lite0")
+    keras.utils.set_random_seed(11)
+    top = _lite0()
+    top.save_weights(folder / "lite0.weights.h5")
+    notop = _lite0(include_top=False)
+    notop.save_weights(folder / "lite0_notop.weights.h5")
+    x = _images()
+    return {
+        "top": str(folder / "lite0.weights.h5"), "notop": str(folder / "lite0_notop.weights.h5"), "x": x,
+        "top_features": _features(top, x), "notop_features": notop(x, training=False).numpy(),
+        "logits": top(x, training=False).numpy(), "folder": folder,
+    }
+
+
+@pytest.mark.parametrize("kind", ["top", "notop"])
+def test_any_own_file_into_another_head(lite0_files, kind, capsys):
+    """The issue's two failures: a 2-class lite0 from lite0 weights with and without a top."""
+    path = lite0_files[kind]
+    keras.utils.set_random_seed(5)
+    fresh = _lite0(num_classes=2).get_layer("predictions").get_weights()
+    capsys.readouterr()
+    keras.utils.set_random_seed(5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = _lite0(num_classes=2, weights=path)
+    assert not [w for w in caught if "Skipping" in str(w.message) or "retain" in str(w.message)]
+    expected = "efficientnet-lite0: loaded 245 of 247 weights from " + os.path.basename(path)
+    expected += "; head (1280 -> 2) starts fresh" + (" (the file's head is 1280 -> 1000)" if kind == "top" else "")
+    assert capsys.readouterr().out == expected + "\n"
+    np.testing.assert_array_equal(_features(model, lite0_files["x"]), lite0_files[f"{kind}_features"])
+    for ours, init in zip(model.get_layer("predictions").get_weights(), fresh):
+        np.testing.assert_array_equal(ours, init)
+
+
+def test_own_file_with_top_into_backbone_and_same_head(lite0_files, capsys):
+    x = lite0_files["x"]
+    capsys.readouterr()
+    backbone = _lite0(include_top=False, weights=lite0_files["top"])
+    assert capsys.readouterr().out == (
+        "efficientnet-lite0: loaded 245 of 245 weights from lite0.weights.h5; the file's head (1280 -> 1000) is not used\n"
+    )
+    np.testing.assert_array_equal(backbone(x, training=False).numpy(), lite0_files["top_features"])
+    same = _lite0(weights=lite0_files["top"])
+    assert capsys.readouterr().out == "efficientnet-lite0: loaded 247 of 247 weights from lite0.weights.h5\n"
+    np.testing.assert_array_equal(same(x, training=False).numpy(), lite0_files["logits"])
+
+
+def test_dot_keras_file_as_weights(lite0_files):
+    keras.utils.set_random_seed(11)
+    source = _lite0()
+    path = str(lite0_files["folder"] / "whole.keras")
+    source.save(path)
+    model = _lite0(weights=path, num_classes=3)
+    np.testing.assert_array_equal(_features(model, lite0_files["x"]), _features(source, lite0_files["x"]))
+
+
+def test_own_file_of_another_architecture_is_one_line_and_loads_nothing(lite0_files):
+    from efficientnet_tf.registry import get_spec
+
+    with pytest.raises(ValueError) as error:
+        _lite0(width=0.5, weights=lite0_files["top"])
+    message = str(error.value)
+    assert "\n" not in message
+    assert "block1a/project_conv/kernel is (1, 1, 32, 16) in the file, (1, 1, 32, 8) in the model" in message
+    narrow = _lite0(width=0.5)
+    before = [w.copy() for w in narrow.get_weights()]
+    spec = get_spec("efficientnet-lite0").replace(width=0.5)
+    with pytest.raises(ValueError, match="does not fit"):
+        weights_lib.load_weights(narrow, lite0_files["top"], spec)
+    for now, then in zip(narrow.get_weights(), before):  # stem and block1a fit, yet nothing was assigned
+        np.testing.assert_array_equal(now, then)
+
+
+def test_keras_applications_notop_file_into_any_head(tmp_path, capsys):
+    source = _notop(_keras_model("efficientnetv2-b0"))
+    path = _write_published(source, tmp_path / "v2b0_notop.h5")
+    x = _images()
+    capsys.readouterr()
+    model = get_model("efficientnetv2-b0", weights=path, num_classes=3, input_shape=SHAPE)
+    line = capsys.readouterr().out
+    assert line.endswith("weights from v2b0_notop.h5; head (1280 -> 3) starts fresh\n") and line.count("\n") == 1
+    np.testing.assert_allclose(_features(model, x), source(x, training=False).numpy(), atol=1e-4)
