@@ -255,7 +255,9 @@ def get_model(
         names the Keras model instead.
       weights: None (random init), ``"imagenet"``, or a weights file path
         (ours with or without a top, a ``.keras`` file, or a
-        keras.applications HDF5 file). Any head fits: the backbone is loaded
+        keras.applications HDF5 file), or an official google/automl or
+        tensorflow/tpu checkpoint (directory, ``model.ckpt-N`` prefix or
+        ``.tgz``/``.tar.gz``; EMA values). Any head fits: the backbone is loaded
         and a classifier of another size starts fresh, ready for fine-tuning;
         one printed line says what was loaded.
       features_only: return a backbone whose output is a dict of

@@ -21,6 +21,7 @@ import h5py
 import keras
 import numpy as np
 
+from efficientnet_tf import official
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
 
@@ -71,8 +72,11 @@ def check_weights(weights, spec: ModelSpec) -> None:
     path = os.fspath(weights)
     if isinstance(path, str) and path.strip().lower() == "imagenet":
         raise ValueError(f"weights={weights!r} is not a file; did you mean weights='imagenet' (lowercase)?")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weights file {path!r} not found; pass weights=None, 'imagenet' or an existing file.")
+    if not (os.path.isfile(path) or official.is_checkpoint(path)):
+        raise FileNotFoundError(
+            f"Weights file {path!r} not found; pass weights=None, 'imagenet', an existing weights file or an "
+            "official checkpoint (directory, model.ckpt-N prefix or .tgz/.tar.gz archive)."
+        )
 
 
 def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: ModelSpec) -> None:
@@ -85,7 +89,10 @@ def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: Mod
         assign(model, read_keras_applications(path, model, spec), path)
         return
     path = os.fspath(weights)
-    if _is_legacy(path):
+    if official.is_checkpoint(path):
+        values, _ = official.read_checkpoint(path, model, spec.name)
+        assign(model, values, path)
+    elif _is_legacy(path):
         assign(model, read_keras_applications(path, model, spec), path)
     else:
         assign(model, read_own(path, model), path)
