@@ -7,6 +7,7 @@ agreement meaningless.
 
 import io
 import json
+import math
 import os
 
 import keras
@@ -48,13 +49,47 @@ def calibration(size: int = IMAGE_SIZE) -> np.ndarray:
     return render_split(64, CLASSES, size, seed=0, stream=0)[0].astype("float32")
 
 
-def held_out_images(size: int = IMAGE_SIZE) -> np.ndarray:
-    return render_split(200, CLASSES, size, seed=0, stream=1)[0].astype("float32")
+def held_out_images(size: int = IMAGE_SIZE, count: int = 200) -> np.ndarray:
+    return render_split(count, CLASSES, size, seed=0, stream=1)[0].astype("float32")
 
 
 @pytest.fixture(scope="module")
 def held_out() -> np.ndarray:
     return held_out_images()
+
+
+# int8 agreement with Keras is a rate, so its tests count enough images for the rate to be stable and
+# assert a floor derived from it, not the value one run happened to give. Rates measured on 2000 held-out
+# images on two TF kernel families (default x86 kernels, and oneDNN: TF_ENABLE_ONEDNN_OPTS=1, the default on
+# AVX-512/VNNI CPUs; each trains its own model) times two LiteRT int8 kernel families (XNNPACK, the default,
+# and the reference kernels, OpResolverType.BUILTIN_REF):
+#   efficientnet-lite0 int8:                 96.60 / 96.65 / 96.25 / 96.80%  -> pooled 96.6%
+#   efficientnetv2-b0 int8:                  97.55 / 97.35 / 97.45 / 97.60%  -> pooled 97.5%
+#   efficientnetv2-b0 LOGISTIC, MUL float:   97.55 / 97.90 / 97.55 / 97.65%  -> pooled 97.7%
+# The four spread by less than one binomial standard deviation (0.4 points at n = 2000); the old 200-image
+# tests swung from 95% to 99% between 200-image slices of these same runs, hence 94.0% on AVX-512.
+AGREEMENT_IMAGES = 2000
+POOLED_AGREEMENT = {"lite int8": 0.966, "v2 int8": 0.975, "v2 LOGISTIC, MUL float": 0.977}
+# The uint8 output's top level is 255/256. Where Keras gives the top class at least that, every other class
+# has under 1/256, so int8 can only flip the image by moving about half the probability mass (over 120
+# output steps): kernel rounding does not (0 flips among 337-1138 such images in every run above; the
+# nearest flip had Keras top-1 0.93); every broken export tried by hand flipped some, among them a lite
+# calibrated on uniform noise, whose 96.0% agreement passes the floor.
+CERTAIN = 255 / 256
+
+
+def agreement_floor(pooled_rate: float, count: int = AGREEMENT_IMAGES) -> float:
+    """4 binomial standard deviations under the pooled measured rate: lite 95.0%, v2 96.1%, v2 float SE 96.4%.
+
+    A correct export lands below it with probability about 3e-5; a broken one (wrong input scale,
+    calibration on dark or two images) agreed on 6-90% when tried by hand.
+    """
+    return pooled_rate - 4 * math.sqrt(pooled_rate * (1 - pooled_rate) / count)
+
+
+@pytest.fixture(scope="module")
+def agreement_images() -> np.ndarray:
+    return held_out_images(count=AGREEMENT_IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +114,10 @@ def test_saved_model_matches_keras(v2, held_out):
     assert serve(images=tf.zeros([2, 48, 40, 3]))["probabilities"].shape == (2, CLASSES)
 
 
-@pytest.mark.parametrize("quantize, tolerance", [("float32", 1e-4), ("float16", 1e-2)])
+# Max differences measured on 2000 held-out images on both TF kernel families (as in the int8 note above): float32 4.4e-6 and
+# 3.2e-6; float16 6.8e-3 and 4.5e-3. float16's comes from rounding the weights to 11 bits, so it moves with the
+# trained weights, not the kernels: the tolerance is 3x the larger.
+@pytest.mark.parametrize("quantize, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
 def test_litert_float_matches_keras(v2, held_out, quantize, tolerance):
     trained, out, _ = v2
     probabilities = LiteRTModel(os.path.join(out, f"model_{quantize}.tflite"))(held_out)
@@ -101,16 +139,27 @@ def test_onnx_matches_keras_with_one_input(v2, held_out):
     assert np.abs(runner(held_out) - keras_probabilities(trained, held_out)).max() <= 1e-4
 
 
-def int8_agreement(trained: Trained, path: str, held_out: np.ndarray) -> float:
+def assert_agrees_with_keras(trained: Trained, runner: LiteRTModel, images: np.ndarray, pooled_rate: float) -> None:
+    """Top-1 agreement at least `agreement_floor`, and every image Keras is certain of (see CERTAIN) agrees."""
+    reference = keras_probabilities(trained, images)
+    agrees = runner(images).argmax(-1) == reference.argmax(-1)
+    assert agrees.mean() >= agreement_floor(pooled_rate, len(images))
+    certain = reference.max(-1) >= CERTAIN
+    assert certain.sum() >= 100  # 337-1138 in the measured runs: the check is not vacuous
+    assert agrees[certain].all(), f"{np.sum(~agrees[certain])} of {certain.sum()} images Keras is certain of flipped"
+
+
+def int8_runner(path: str) -> LiteRTModel:
     runner = LiteRTModel(path)
     assert runner.interpreter.get_input_details()[0]["dtype"] == np.uint8
     assert runner.interpreter.get_output_details()[0]["dtype"] == np.uint8
-    return float(np.mean(runner(held_out).argmax(-1) == keras_probabilities(trained, held_out).argmax(-1)))
+    return runner
 
 
-def test_int8_agrees_with_keras_v2(v2, held_out):
+def test_int8_agrees_with_keras_v2(v2, agreement_images):
     trained, out, _ = v2
-    assert int8_agreement(trained, os.path.join(out, "model_int8.tflite"), held_out) >= 0.95
+    runner = int8_runner(os.path.join(out, "model_int8.tflite"))
+    assert_agrees_with_keras(trained, runner, agreement_images, POOLED_AGREEMENT["v2 int8"])
 
 
 def test_int8_agrees_with_keras_lite(tmp_path):
@@ -118,19 +167,18 @@ def test_int8_agrees_with_keras_lite(tmp_path):
     trained = train_briefly("efficientnet-lite0", size=64, train_images=2000)
     out = str(tmp_path / "lite")
     export_trained(trained, out, formats=["tflite"], quantize=["int8"], calibration=calibration(64))
-    assert int8_agreement(trained, os.path.join(out, "model_int8.tflite"), held_out_images(64)) >= 0.95
+    runner = int8_runner(os.path.join(out, "model_int8.tflite"))
+    assert_agrees_with_keras(trained, runner, held_out_images(64, AGREEMENT_IMAGES), POOLED_AGREEMENT["lite int8"])
 
 
-def test_int8_with_swish_and_excite_in_float(v2, tmp_path, held_out):
+def test_int8_with_swish_and_excite_in_float(v2, tmp_path, agreement_images):
     trained, _, _ = v2
     path = str(tmp_path / "fixed")
     write_saved_model(trained.model, path, class_names=trained.class_names, family=trained.family,
                       image_size=IMAGE_SIZE, fixed_size=IMAGE_SIZE)  # fmt: skip
     content = litert.convert(path, "int8", calibration(), float_ops=("LOGISTIC", "MUL"))
     assert {"QUANTIZE", "DEQUANTIZE", "LOGISTIC"} <= op_names(content) <= BUILTIN_OPS
-    runner = LiteRTModel(content)
-    agreement = np.mean(runner(held_out).argmax(-1) == keras_probabilities(trained, held_out).argmax(-1))
-    assert agreement >= 0.95
+    assert_agrees_with_keras(trained, LiteRTModel(content), agreement_images, POOLED_AGREEMENT["v2 LOGISTIC, MUL float"])
 
 
 def encode(image: np.ndarray, fmt: str) -> bytes:
