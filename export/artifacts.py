@@ -19,28 +19,36 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.training.files import TEMP_PREFIX, atomic_write, atomic_write_text
-from export import litert, onnx_export
+from export import int8_auto, litert, onnx_export
 from export.serving import write_saved_model
-from export.source import Trained
+from export.source import HeldOut, Trained
 
 FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZE_CHOICES = (*litert.QUANTIZATIONS, int8_auto.MODE)  # int8-auto converts several times, so not by default
 MANIFEST = "export.json"
 SAVED_MODEL = "saved_model"
 ONNX_FILE = "model.onnx"
+CHECK_IMAGES = 16
 
 
 def tflite_file(quantize: str) -> str:
-    return f"model_{quantize}.tflite"
+    return f"model_{quantize.replace('-', '_')}.tflite"
 
 
 @dataclasses.dataclass
 class Artifact:
-    """One written file or directory, its size, and how far its outputs are from Keras' on the check images."""
+    """One written file or directory, its size, and how far its outputs are from Keras'.
+
+    `max_abs_diff` and `top1_agreement` on the check images (the first 16
+    calibration images); `held_out_top1_agreement` on the held-out images
+    (`--eval_data`), None without them.
+    """
 
     name: str
     bytes: int
     max_abs_diff: float
     top1_agreement: float
+    held_out_top1_agreement: Optional[float] = None
 
 
 def parse_list(value: str | Sequence[str], allowed: Sequence[str], argument: str) -> list[str]:
@@ -52,6 +60,11 @@ def parse_list(value: str | Sequence[str], allowed: Sequence[str], argument: str
     return list(dict.fromkeys(items))
 
 
+def check_min_agreement(value: float, argument: str) -> None:
+    if not 0 < value <= 1:
+        raise ValueError(f"{argument} must be in (0, 1], got {value}; pass a fraction such as 0.99 (99% top-1 agreement).")
+
+
 def export_trained(
     trained: Trained,
     out: str,
@@ -59,6 +72,8 @@ def export_trained(
     formats: Sequence[str] = FORMATS,
     quantize: Sequence[str] = litert.QUANTIZATIONS,
     calibration: Optional[np.ndarray] = None,
+    held_out: Optional[HeldOut] = None,
+    int8_min_agreement: float = 0.99,
     overwrite: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[Artifact]:
@@ -66,13 +81,17 @@ def export_trained(
 
     `calibration`: float32 [N, S, S, 3] images in [0, 255] (S = the image
     size) for int8 and for the parity check; see `source.calibration_images`.
+    `held_out`: images every artifact's top-1 agreement is also reported on,
+    and that int8-auto's search decides on (else the calibration images); see
+    `source.held_out_images`. `int8_min_agreement`: int8-auto's target, in (0, 1].
     """
     formats = parse_list(formats, FORMATS, "formats")
-    quantize = parse_list(quantize, litert.QUANTIZATIONS, "quantize")
+    quantize = parse_list(quantize, QUANTIZE_CHOICES, "quantize")
+    check_min_agreement(int8_min_agreement, "int8_min_agreement")
     size = trained.image_size
-    if calibration is None or calibration.ndim != 4 or calibration.shape[1:] != (size, size, 3):
-        shape = None if calibration is None else calibration.shape
-        raise ValueError(f"calibration must be float32 images [N, {size}, {size}, 3] (the export's image size), got {shape}.")
+    _check_images("calibration", calibration, size)
+    if held_out is not None:
+        _check_images("held_out", held_out.images, size)
     out = os.path.abspath(out)
     if os.path.exists(out) and not overwrite:
         raise ValueError(f"out {out!r} already exists; pass --overwrite to replace it, or another --out.")
@@ -81,11 +100,19 @@ def export_trained(
     staging = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{os.path.basename(out)}")
     os.makedirs(staging)
     try:
-        artifacts = _write_all(trained, staging, formats, quantize, calibration, log)
+        artifacts, auto = _write_all(trained, staging, formats, quantize, calibration, held_out, int8_min_agreement, log)
         manifest = {
             "model": trained.model.name, "family": trained.family, "image_size": size, "class_names": trained.class_names,
+            "held_out": None if held_out is None else {"data": held_out.name, "images": len(held_out.images)},
             "artifacts": [dataclasses.asdict(a) for a in artifacts],
         }  # fmt: skip
+        if auto is not None:
+            manifest[int8_auto.MODE] = {
+                "file": tflite_file(int8_auto.MODE), "min_agreement": int8_min_agreement,
+                "decided_on": "held_out" if held_out is not None else "calibration images",
+                "reached": auto.reached, "float_ops": auto.float_ops, "top1_agreement": auto.top1_agreement,
+                "attempts": [dataclasses.asdict(a) for a in auto.attempts],
+            }  # fmt: skip
         atomic_write_text(os.path.join(staging, MANIFEST), json.dumps(manifest, indent=2) + "\n")
         _replace_dir(staging, out)
     except BaseException:
@@ -94,18 +121,30 @@ def export_trained(
     return artifacts
 
 
-def _write_all(trained: Trained, staging: str, formats, quantize, calibration: np.ndarray, log) -> list[Artifact]:
-    model, size = trained.model, trained.image_size
-    check_images = calibration[:16]
-    reference = model.predict(check_images, verbose=0, batch_size=len(check_images))
-    artifacts = []
+def _check_images(what: str, images: Optional[np.ndarray], size: int) -> None:
+    if images is None or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        shape = None if images is None else images.shape
+        raise ValueError(f"{what} must be float32 images [N, {size}, {size}, 3] (the export's image size), got {shape}.")
 
-    def record(name: str, outputs: np.ndarray) -> None:
+
+def _write_all(
+    trained: Trained, staging: str, formats, quantize, calibration: np.ndarray, held_out: Optional[HeldOut],
+    int8_min_agreement: float, log,
+) -> tuple[list[Artifact], Optional[int8_auto.Int8Auto]]:
+    model, size = trained.model, trained.image_size
+    check_images = calibration[:CHECK_IMAGES]
+    reference = model.predict(check_images, verbose=0, batch_size=len(check_images))
+    held_out_reference = None if held_out is None else model.predict(held_out.images, verbose=0, batch_size=64)
+    artifacts, auto = [], None
+
+    def record(name: str, run: Callable[[np.ndarray], np.ndarray]) -> None:
+        outputs = run(check_images)
         if not np.all(np.isfinite(outputs)):
             raise ValueError(f"{name} gives non-finite outputs; the conversion is broken, do not ship it.")
         path = os.path.join(staging, name)
-        agreement = float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
-        artifacts.append(Artifact(name, _size(path), float(np.abs(outputs - reference).max()), agreement))
+        held_out_agreement = None if held_out is None else _agreement(run(held_out.images), held_out_reference)
+        artifacts.append(Artifact(name, _size(path), float(np.abs(outputs - reference).max()),
+                                  _agreement(outputs, reference), held_out_agreement))  # fmt: skip
         log(_describe(artifacts[-1]))
 
     served = dict(class_names=trained.class_names, family=trained.family, image_size=size)
@@ -113,29 +152,54 @@ def _write_all(trained: Trained, staging: str, formats, quantize, calibration: n
         path = os.path.join(staging, SAVED_MODEL)
         write_saved_model(model, path, **served)
         serve = tf.saved_model.load(path).signatures["serving_default"]
-        record(SAVED_MODEL, serve(images=tf.constant(check_images))["probabilities"].numpy())
+        record(SAVED_MODEL, lambda images: serve(images=tf.constant(images))["probabilities"].numpy())
     if "tflite" in formats:
         fixed = os.path.join(staging, f"{TEMP_PREFIX}fixed-size-saved-model")
         write_saved_model(model, fixed, fixed_size=size, **served)
+        plain_int8 = None
         for mode in quantize:
-            content = litert.convert(fixed, mode, calibration if mode == "int8" else None)
+            if mode == int8_auto.MODE:
+                plain_int8 = plain_int8 or litert.convert(fixed, "int8", calibration)
+                # The held-out images decide; without them the calibration images (a biased but fair proxy).
+                decide_on = calibration if held_out is None else held_out.images
+                expected = model.predict(decide_on, verbose=0, batch_size=64) if held_out is None else held_out_reference
+                agreement = lambda content: _agreement(litert.LiteRTModel(content)(decide_on), expected)  # noqa: E731
+                auto = int8_auto.search(fixed, calibration, plain_int8, agreement, int8_min_agreement, log)
+                content = auto.content
+                log(_describe_auto(auto, int8_min_agreement))
+            else:
+                content = litert.convert(fixed, mode, calibration if mode == "int8" else None)
+                plain_int8 = content if mode == "int8" else plain_int8
             flex = sorted(name for name in litert.op_names(content) if name.startswith("Flex") or name == "CUSTOM")
             if flex:
                 raise ValueError(f"The {mode} LiteRT model needs non-builtin ops {flex}; it would not run on plain LiteRT.")
             name = tflite_file(mode)
             _write_bytes(os.path.join(staging, name), content)
-            record(name, litert.LiteRTModel(content)(check_images))
+            record(name, litert.LiteRTModel(content))
         shutil.rmtree(fixed)
     if "onnx" in formats:
         content = onnx_export.convert(model, size)
         _write_bytes(os.path.join(staging, ONNX_FILE), content)
-        record(ONNX_FILE, onnx_export.OnnxModel(content)(check_images))
-    return artifacts
+        record(ONNX_FILE, onnx_export.OnnxModel(content))
+    return artifacts, auto
+
+
+def _agreement(outputs: np.ndarray, reference: np.ndarray) -> float:
+    return float(np.mean(outputs.argmax(-1) == reference.argmax(-1)))
+
+
+def _describe_auto(auto: int8_auto.Int8Auto, min_agreement: float) -> str:
+    kept = ", ".join(auto.float_ops) or "nothing"
+    if auto.reached:
+        return f"{int8_auto.MODE}: keeps {kept} in float, {auto.top1_agreement:.1%} >= {min_agreement:.1%}"
+    return (f"{int8_auto.MODE}: could not reach {min_agreement:.1%} without float convolutions; best {auto.top1_agreement:.1%} "
+            f"keeping {kept} in float (that file is written; float16 keeps Keras' top-1 more closely)")  # fmt: skip
 
 
 def _describe(artifact: Artifact) -> str:
+    held_out = "" if artifact.held_out_top1_agreement is None else f", held-out {artifact.held_out_top1_agreement:.1%}"
     return (f"{artifact.name:<22} {artifact.bytes / 1e6:8.2f} MB   max |p - p_keras| {artifact.max_abs_diff:.2e}   "
-            f"top-1 agreement {100 * artifact.top1_agreement:.1f}%")  # fmt: skip
+            f"top-1 agreement {100 * artifact.top1_agreement:.1f}%{held_out}")  # fmt: skip
 
 
 def _write_bytes(path: str, content: bytes) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import efficientnet_tf  # registers our layers for .keras loading
 from efficientnet_tf.data import preprocessing
 from efficientnet_tf.data.pipeline import make_eval_dataset, resolve_source
-from efficientnet_tf.data.sources import Source
+from efficientnet_tf.data.sources import Source, Split, folder_source
 from efficientnet_tf.data.synthetic import synthetic_source
 from efficientnet_tf.training.checkpoint import UnreadableCheckpoint, latest_checkpoint, restore
 from efficientnet_tf.training.config import Config, config_from_json
@@ -146,10 +146,29 @@ def calibration_images(trained: Trained, count: int, data: Optional[str] = None)
         classes = config.data.synthetic_classes if config is not None else 10
         seed = config.train.seed if config is not None else 0
         source = synthetic_source(num_classes=classes, resolution=max(trained.image_size, 32), train_size=count, eval_size=1, seed=seed)
-    train = source.train
+    return _sample(trained, source.train, source, count)
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """Images every artifact's top-1 agreement with Keras is reported on: a validation set, not the calibration images."""
+
+    name: str
+    images: np.ndarray  # float32 [N, S, S, 3], the family's eval preprocessing
+
+
+def held_out_images(trained: Trained, data: str, count: int) -> HeldOut:
+    """Up to `count` images of `data`: every image of a folder (one subfolder per class), or a TFDS name's eval split."""
+    folder = os.path.expanduser(data)
+    source = folder_source(folder, eval_dir=folder) if os.path.isdir(folder) else resolve_source(data)
+    return HeldOut(data, _sample(trained, source.eval, source, count))
+
+
+def _sample(trained: Trained, split: Split, source: Source, count: int) -> np.ndarray:
+    """`count` images of `split` (fewer if it is smaller) with the family's eval preprocessing, float32 [N, S, S, 3]."""
     # Folders list class by class: shuffle (within a bounded buffer) so the sample spans classes.
-    shuffled = dataclasses.replace(train, make=lambda: train.make().shuffle(min(train.size, 10_000), seed=0))
-    as_eval = Source(source.name, source.train, shuffled, source.class_names)
+    shuffled = dataclasses.replace(split, make=lambda: split.make().shuffle(min(split.size, 10_000), seed=0))
+    as_eval = Source(source.name, split, shuffled, source.class_names)
     dataset = make_eval_dataset(as_eval, family=trained.family, image_size=trained.image_size, batch_size=count)
     images = next(iter(dataset.take(1)))[0].numpy()
     return images.astype(np.float32)

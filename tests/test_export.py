@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from PIL import Image
 
 import efficientnet_tf
@@ -21,7 +22,9 @@ from efficientnet_tf.data.synthetic import class_names, render_split
 from efficientnet_tf.training.checkpoint import Checkpointer
 from efficientnet_tf.training.config import build_config
 from efficientnet_tf.training.ema import ExponentialMovingAverage
-from export import LiteRTModel, OnnxModel, Trained, eval_image, export_trained, litert, load_trained, write_saved_model
+from export import (
+    LiteRTModel, OnnxModel, Trained, eval_image, export_trained, held_out_images, litert, load_trained, write_saved_model,
+)  # fmt: skip
 from export.__main__ import main as export_main
 from export.litert import op_names
 
@@ -49,13 +52,13 @@ def calibration(size: int = IMAGE_SIZE) -> np.ndarray:
     return render_split(64, CLASSES, size, seed=0, stream=0)[0].astype("float32")
 
 
-def held_out_images(size: int = IMAGE_SIZE, count: int = 200) -> np.ndarray:
+def rendered_held_out(size: int = IMAGE_SIZE, count: int = 200) -> np.ndarray:
     return render_split(count, CLASSES, size, seed=0, stream=1)[0].astype("float32")
 
 
 @pytest.fixture(scope="module")
 def held_out() -> np.ndarray:
-    return held_out_images()
+    return rendered_held_out()
 
 
 # int8 agreement with Keras is a rate, so its tests count enough images for the rate to be stable and
@@ -89,7 +92,7 @@ def agreement_floor(pooled_rate: float, count: int = AGREEMENT_IMAGES) -> float:
 
 @pytest.fixture(scope="module")
 def agreement_images() -> np.ndarray:
-    return held_out_images(count=AGREEMENT_IMAGES)
+    return rendered_held_out(count=AGREEMENT_IMAGES)
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +171,7 @@ def test_int8_agrees_with_keras_lite(tmp_path):
     out = str(tmp_path / "lite")
     export_trained(trained, out, formats=["tflite"], quantize=["int8"], calibration=calibration(64))
     runner = int8_runner(os.path.join(out, "model_int8.tflite"))
-    assert_agrees_with_keras(trained, runner, held_out_images(64, AGREEMENT_IMAGES), POOLED_AGREEMENT["lite int8"])
+    assert_agrees_with_keras(trained, runner, rendered_held_out(64, AGREEMENT_IMAGES), POOLED_AGREEMENT["lite int8"])
 
 
 def test_int8_with_swish_and_excite_in_float(v2, tmp_path, agreement_images):
@@ -220,6 +223,76 @@ def test_manifest_records_every_artifact_and_its_size(v2):
     assert not [name for name in os.listdir(os.path.dirname(out)) if name.startswith(".tmp-")]
 
 
+@pytest.fixture(scope="module")
+def held_out_folder(tmp_path_factory) -> str:
+    """1000 held-out images as PNG files in one subfolder per class, as a user's validation folder."""
+    folder = tmp_path_factory.mktemp("held_out")
+    images, labels = render_split(1000, CLASSES, IMAGE_SIZE, seed=0, stream=1)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (folder / class_names(CLASSES)[label]).mkdir(exist_ok=True)
+        (folder / class_names(CLASSES)[label] / f"{i}.png").write_bytes(encode(image, "PNG"))
+    return str(folder)
+
+
+def folder_agreement(trained: Trained, runner, folder: str) -> float:
+    """Top-1 agreement with Keras on every image of `folder`, each read and cropped here (the serving graph's crop)."""
+    files = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    crops = np.stack([eval_image(tf.io.read_file(f), trained.family, IMAGE_SIZE).numpy() for f in files])
+    return float(np.mean(runner(crops).argmax(-1) == keras_probabilities(trained, crops).argmax(-1)))
+
+
+def output_types(content: bytes) -> dict[str, set]:
+    """Op type -> the dtypes of its output tensors, for every op of a LiteRT file."""
+    interpreter = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    found: dict[str, set] = {}
+    for op in interpreter._get_ops_details():
+        found.setdefault(op["op_name"], set()).update(dtypes[i] for i in op["outputs"])
+    return found
+
+
+def export_int8_auto(trained: Trained, out: str, held_out, min_agreement: float) -> dict:
+    export_trained(trained, out, formats=["tflite"], quantize=["int8", "int8-auto"], calibration=calibration(),
+                   held_out=held_out, int8_min_agreement=min_agreement)  # fmt: skip
+    with open(os.path.join(out, "export.json")) as file:
+        return json.load(file)
+
+
+def test_int8_auto_keeps_what_helps_in_float_and_reports_agreement_on_the_user_folder(v2, held_out_folder, tmp_path):
+    trained, _, _ = v2
+    held_out = held_out_images(trained, held_out_folder, 5000)
+    assert len(held_out.images) == 1000  # every image of the folder, no more
+    out = str(tmp_path / "unreachable")
+    manifest = export_int8_auto(trained, out, held_out, min_agreement=1.0)  # 1000 of 1000: out of this tiny int8's reach
+    assert manifest["held_out"] == {"data": held_out_folder, "images": 1000}
+    recorded = {a["name"]: a["held_out_top1_agreement"] for a in manifest["artifacts"]}
+    plain = folder_agreement(trained, LiteRTModel(os.path.join(out, "model_int8.tflite")), held_out_folder)
+    assert recorded["model_int8.tflite"] == plain
+
+    auto = manifest["int8-auto"]
+    assert auto["file"] == "model_int8_auto.tflite" and auto["decided_on"] == "held_out" and not auto["reached"]
+    attempts = auto["attempts"]
+    assert attempts[0] == {"float_ops": [], "top1_agreement": plain}
+    tried = [a["float_ops"][-1] for a in attempts[1:]]
+    assert {"LOGISTIC", "MUL"} <= set(tried) and not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(tried)
+    assert len(tried) == len(set(tried))  # unreachable, so every candidate was tried once
+    best = max(attempts, key=lambda a: a["top1_agreement"])  # the first of equals
+    assert auto["float_ops"] == best["float_ops"] and auto["top1_agreement"] == best["top1_agreement"]
+    with open(os.path.join(out, "model_int8_auto.tflite"), "rb") as file:
+        content = file.read()
+    assert folder_agreement(trained, LiteRTModel(content), held_out_folder) == auto["top1_agreement"] == recorded["model_int8_auto.tflite"]
+    types = output_types(content)
+    for op in auto["float_ops"]:
+        assert types[op] == {np.float32}, op
+    for op in set(tried) - set(auto["float_ops"]) | {"CONV_2D"}:
+        assert np.float32 not in types[op], op
+
+    # Asked for the best agreement found, the search stops there, keeping the same op types.
+    reached = export_int8_auto(trained, str(tmp_path / "reached"), held_out, best["top1_agreement"])["int8-auto"]
+    assert reached["reached"] and reached["float_ops"] == best["float_ops"]
+    assert reached["attempts"] == attempts[: attempts.index(best) + 1]
+
+
 def tiny_keras_file(directory) -> str:
     model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
     path = os.path.join(directory, "tiny.keras")
@@ -244,6 +317,14 @@ def test_command_refuses_to_overwrite_without_flag(tmp_path, capsys):
     assert not [name for name in os.listdir(tmp_path) if name.startswith(".tmp-")]
 
 
+def test_missing_eval_folder_is_one_line_error(tmp_path, capsys):
+    args = ["--model", tiny_keras_file(tmp_path), "--out", str(tmp_path / "out"), "--formats", "onnx", "--calibration_images", "4"]
+    assert export_main(args + ["--eval_data", str(tmp_path / "no_such_folder")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "--eval_data" in error and "does not exist" in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_failed_export_leaves_no_output(tmp_path):
     model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
     kernel = model.get_layer("predictions").kernel
@@ -261,6 +342,9 @@ def test_failed_export_leaves_no_output(tmp_path):
         (["--model", "/nonexistent/run"], "does not exist"),
         (["--formats", "saved_model,tflit"], "--formats"),
         (["--quantize", "int4"], "--quantize"),
+        (["--int8_min_agreement", "1.5"], "--int8_min_agreement must be in (0, 1]"),
+        (["--int8_min_agreement", "0"], "--int8_min_agreement must be in (0, 1]"),
+        (["--eval_images", "0"], "--eval_images"),
     ],
 )
 def test_command_errors_are_one_line(tmp_path, capsys, args, message):
