@@ -8,6 +8,7 @@ EfficientNetV2-XL and L2 build, save and load without deep recursion.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional, Sequence, Union
 
 import keras
@@ -142,8 +143,13 @@ def build_model(
     include_preprocessing: bool = True,
     bn_momentum: Optional[float] = None,
     name: Optional[str] = None,
+    normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None,
 ) -> keras.Model:
-    """Builds the network described by `spec` (no weights loaded); `num_classes` defaults to 1000."""
+    """Builds the network described by `spec` (no weights loaded); `num_classes` defaults to 1000.
+
+    `normalization` is the (mean, std) per RGB channel on [0, 255] inputs,
+    by default the family's; weights trained on other inputs (AdvProp) bring their own.
+    """
     input_shape, num_classes, dropout_rate, survival_prob, bn_momentum = _check_options(
         input_shape, pooling, num_classes, include_top, classifier_activation, dropout_rate, survival_prob,
         include_preprocessing, bn_momentum, name,
@@ -157,7 +163,7 @@ def build_model(
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
     if include_preprocessing:
-        mean, std = NORMALIZATION[spec.family]
+        mean, std = normalization or NORMALIZATION[spec.family]
         x = keras.layers.Rescaling(
             scale=[1.0 / s for s in std], offset=[-m / s for m, s in zip(mean, std)], name="normalization"
         )(x)
@@ -253,7 +259,11 @@ def get_model(
       name: a registry name such as ``"efficientnetv2-s"`` (see
         ``efficientnet_tf.model_names()``), positional; a ``name=`` keyword
         names the Keras model instead.
-      weights: None (random init), ``"imagenet"``, or a weights file path
+      weights: None (random init), a weights name (``"imagenet"``; the
+        official ``"autoaugment"``, ``"advprop"``, ``"noisy-student"``,
+        ``"imagenet21k"``, ...: see ``efficientnet_tf.weights.weights_names``;
+        21k names default to their 21843 classes, AdvProp to its [-1, 1]
+        input scaling), or a weights file path
         (ours with or without a top, a ``.keras`` file, or a
         keras.applications HDF5 file), or an official google/automl or
         tensorflow/tpu checkpoint (directory, ``model.ckpt-N`` prefix or
@@ -273,6 +283,7 @@ def get_model(
       >>> sorted(backbone.output)[:2]
       ['reduction_1', 'reduction_2']
     """
+    from efficientnet_tf import published
     from efficientnet_tf.weights import check_weights, load_weights
 
     unknown = sorted(set(options) - _BUILD_OPTIONS)
@@ -298,7 +309,13 @@ def get_model(
             )
         options["include_top"] = False
     check_weights(weights, spec)
-    model = build_model(spec, **options)
+    named = published.lookup(spec.name, weights) if isinstance(weights, str) and not os.path.exists(weights) else None
+    normalization = None
+    if named is not None:  # The model those weights were trained as: their class count and input scaling.
+        if options.get("include_top", True) and options.get("num_classes") is None:
+            options["num_classes"] = named.num_classes
+        normalization = named.normalization
+    model = build_model(spec, normalization=normalization, **options)
     if weights is not None:
         load_weights(model, weights, spec)
     return features_model(model) if features_only else model

@@ -21,7 +21,7 @@ import h5py
 import keras
 import numpy as np
 
-from efficientnet_tf import official
+from efficientnet_tf import official, published
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
 
@@ -64,14 +64,12 @@ def check_weights(weights, spec: ModelSpec) -> None:
     """Fails on a bad `weights` argument before the model is built (the file's content is checked on load)."""
     if weights is None:
         return
-    if isinstance(weights, str) and weights == "imagenet":
-        _check_published(spec)
-        return
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"weights must be None, 'imagenet' or a file path, got {weights!r}.")
+        raise TypeError(f"weights must be None, a weights name such as 'imagenet', or a file path, got {weights!r}.")
     path = os.fspath(weights)
-    if isinstance(path, str) and path.strip().lower() == "imagenet":
-        raise ValueError(f"weights={weights!r} is not a file; did you mean weights='imagenet' (lowercase)?")
+    if isinstance(path, str) and not os.path.exists(path) and not os.path.exists(path + ".index"):
+        _check_name(path, spec)
+        return
     if not (os.path.isfile(path) or official.is_checkpoint(path)):
         raise FileNotFoundError(
             f"Weights file {path!r} not found; pass weights=None, 'imagenet', an existing weights file or an "
@@ -79,17 +77,51 @@ def check_weights(weights, spec: ModelSpec) -> None:
         )
 
 
+def weights_names(name: str) -> list[str]:
+    """Every weights name published for a model: Keras' ``"imagenet"`` where it exists, then the official ones."""
+    spec = get_spec(name)
+    return (["imagenet"] if spec.name in PUBLISHED else []) + published.names_for(spec.name)
+
+
+def _check_name(weights: str, spec: ModelSpec) -> None:
+    """A weights name must be published for this model (and the model unmodified); a missing path names the fix."""
+    names = weights_names(spec.name)
+    if weights in names:
+        if spec != get_spec(spec.name):
+            raise ValueError(
+                f"Published weights fit only the unmodified {spec.name!r}; drop the blocks/width/depth "
+                "overrides or pass weights=None."
+            )
+        return
+    if weights.strip().lower() in names:
+        raise ValueError(f"weights={weights!r} is not a file; did you mean weights={weights.strip().lower()!r} (lowercase)?")
+    looks_like_name = os.sep not in weights and "." not in weights
+    if not looks_like_name:
+        raise FileNotFoundError(
+            f"Weights file {weights!r} not found; pass weights=None, 'imagenet', an existing weights file or an "
+            "official checkpoint (directory, model.ckpt-N prefix or .tgz/.tar.gz archive)."
+        )
+    which = "ImageNet weights are" if weights == "imagenet" else f"{weights!r} weights are"
+    available = f"named weights for it: {', '.join(names)}" if names else "it has no named weights"
+    raise ValueError(
+        f"No {which} published for {spec.name!r} ({available}). Pass one of those, weights=None or a weights file path."
+    )
+
+
 def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: ModelSpec) -> None:
-    """Loads ``"imagenet"`` or a weights file into a model built by `build_model`, whatever its head."""
+    """Loads named weights, a weights file or an official checkpoint into a model built by `build_model`."""
     check_weights(weights, spec)
-    if isinstance(weights, str) and weights == "imagenet":
+    path = os.fspath(weights)
+    if path == "imagenet" and spec.name in PUBLISHED:
         classifier = _classifier(model)
         with_top = classifier is not None and classifier.units == IMAGENET_CLASSES
         path = imagenet_file(spec.name, include_top=with_top)
         assign(model, read_keras_applications(path, model, spec), path)
-        return
-    path = os.fspath(weights)
-    if official.is_checkpoint(path):
+    elif published.lookup(spec.name, path) is not None and not os.path.exists(path):
+        archive = published.checkpoint_file(spec.name, path)
+        values, _ = official.read_checkpoint(archive, model, spec.name)
+        assign(model, values, archive)
+    elif official.is_checkpoint(path):
         values, _ = official.read_checkpoint(path, model, spec.name)
         assign(model, values, path)
     elif _is_legacy(path):
