@@ -47,7 +47,7 @@ MODEL_CASES = {
     "weights missing file": (lambda: get_model(B0, weights="no_such.weights.h5"), FileNotFoundError, "no_such.weights.h5"),
     "weights number": (lambda: get_model(B0, weights=1), TypeError, "weights"),
     "imagenet with overrides": (lambda: get_model(B0, weights="imagenet", width=0.5), ValueError, "overrides"),
-    "imagenet unpublished": (lambda: get_model("efficientnet-lite0", weights="imagenet"), ValueError, "No ImageNet weights"),
+    "imagenet unpublished": (lambda: get_model("efficientnet-b8", weights="imagenet"), ValueError, "No ImageNet weights"),
     "input_shape int": (lambda: get_model(B0, input_shape=224), ValueError, "input_shape"),
     "input_shape str entry": (lambda: get_model(B0, input_shape=("224", 224, 3)), TypeError, "input_shape[0]"),
     "input_shape 2-D": (lambda: get_model(B0, input_shape=(224, 224)), ValueError, "input_shape"),
