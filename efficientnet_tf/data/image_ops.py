@@ -12,7 +12,9 @@ odd: the level-to-argument arithmetic is done in float64 as the official
 Python does, Posterize's shift and Solarize's threshold wrap as a uint8 does,
 and Contrast blends towards the histogram's mean count (`contrast_pil` is the
 PIL form). Float ops repeat the official float32 operations in the same order,
-so the results are the same bits; tests/test_data_augment_golden.py pins this.
+so the results are the same bits on the same machine; Sharpness runs the
+official depthwise convolution, whose summation order is the CPU's.
+tests/test_data_augment_golden.py pins this.
 
 Speed on CPU (benchmarks/bench_pipeline.py): each op takes the fewest passes
 over the pixels it can, uint8 bitwise ops where the result is a bit pattern
@@ -24,8 +26,11 @@ values are laid out as a [B, 1, W * 3] row over [B, H, W * 3] pixels instead.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import tensorflow as tf
+
+from efficientnet_tf.data import seeds
 
 MAX_LEVEL = 10.0
 FILL = 128  # official replace value for emptied pixels
@@ -45,8 +50,8 @@ def _level_int(level: tf.Tensor, scale: float) -> tf.Tensor:
     return tf.cast(tf.floor(tf.cast(level, tf.float64) / MAX_LEVEL * scale), tf.float32)
 
 
-def _random_sign(level: tf.Tensor) -> tf.Tensor:
-    return tf.where(tf.random.uniform(tf.shape(level)) < 0.5, -1.0, 1.0)
+def _random_sign(level: tf.Tensor, seed: Optional[tf.Tensor]) -> tf.Tensor:
+    return tf.where(tf.random.stateless_uniform(tf.shape(level), seeds.resolve(seed)) < 0.5, -1.0, 1.0)
 
 
 def _uint8_col(value: tf.Tensor) -> tf.Tensor:
@@ -175,23 +180,22 @@ def brightness(images, level, consts):
     return _to_uint8(_col(_enhance_factor(level)) * tf.cast(images, tf.float32))
 
 
+_SMOOTHING = [[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]
+
+
 def sharpness(images, level, consts):
     """Blend with the 3x3 smoothing [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13; the border stays.
 
-    The official depthwise convolution adds its nine products in row-major
-    order, one at a time; the same sum over shifted slices gives the same
-    bits several times faster on CPU.
+    The smoothing is the official op itself, `tf.nn.depthwise_conv2d`: its
+    kernels add the nine products in an order that differs between CPU
+    kinds (oneDNN on AVX-512) and graph rewrites, so only the same op gives
+    the official bits everywhere. Where the weighted sum is a multiple of 13
+    the float result sits on a whole number, and the order decides between
+    k and k - 1; elsewhere every order floors to the same level.
     """
-    shape = tf.shape(images)
-    h, w = shape[1] - 2, shape[2] - 2
     x = tf.cast(images, tf.float32)
-    side = x * (tf.constant(1.0) / 13.0)
-    smooth = None
-    for dy in range(3):
-        for dx in range(3):
-            tap = x * (tf.constant(5.0) / 13.0) if (dy, dx) == (1, 1) else side
-            tap = tap[:, dy : dy + h, dx : dx + w]
-            smooth = tap if smooth is None else smooth + tap
+    kernel = tf.tile((tf.constant(_SMOOTHING) / 13.0)[:, :, None, None], [1, 1, 3, 1])
+    smooth = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "VALID")
     degenerate = tf.floor(tf.clip_by_value(smooth, 0.0, 255.0))
     middle = _blend(degenerate, x[:, 1:-1, 1:-1], _enhance_factor(level))
     # The one-pixel border keeps the original values.
@@ -199,13 +203,14 @@ def sharpness(images, level, consts):
     return tf.concat([images[:, :1], middle, images[:, -1:]], axis=1)
 
 
-def cutout(images, level, consts):
+def cutout(images, level, consts, seed: Optional[tf.Tensor] = None):
     """Gray out a square of half-side `int(level / 10 * cutout)` around a random centre."""
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     pad = tf.cast(_level_int(level, consts["cutout"]), tf.int32)[:, None, None]
-    cy = tf.random.uniform([batch, 1, 1], 0, height, tf.int32)
-    cx = tf.random.uniform([batch, 1, 1], 0, width, tf.int32)
+    keys = seeds.split(seeds.resolve(seed), 2)
+    cy = tf.random.stateless_uniform([batch, 1, 1], keys[0], 0, height, tf.int32)
+    cx = tf.random.stateless_uniform([batch, 1, 1], keys[1], 0, width, tf.int32)
     rows = tf.range(height)[None, :, None]
     cols = tf.repeat(tf.range(width), 3)[None, None, :]  # one column per channel, as `_rows`
     in_rows = _where_mask((rows >= cy - pad) & (rows < cy + pad))
@@ -220,8 +225,8 @@ def cutout(images, level, consts):
 # Geometric ops: [B, 8] projective matrices mapping output to input pixels.
 
 
-def rotate_matrix(level, consts, height, width):
-    radians = tf.cast(_level_arg(level, 30.0) * _random_sign(level) * (math.pi / 180.0), tf.float64)
+def rotate_matrix(level, consts, height, width, seed: Optional[tf.Tensor] = None):
+    radians = tf.cast(_level_arg(level, 30.0) * _random_sign(level, seed) * (math.pi / 180.0), tf.float64)
     # float32 sin/cos differ by an ulp between Eigen's vectorized and scalar
     # paths (so with the batch size), which moves nearest-pixel ties; rounding
     # the float64 values gives the correctly rounded ones every time.
@@ -241,55 +246,44 @@ def _affine(level, position):
     return tf.stack(entries, axis=1)
 
 
-def shear_x_matrix(level, consts, height, width):
-    return _affine(_level_arg(level, 0.3) * _random_sign(level), 1)
+def shear_x_matrix(level, consts, height, width, seed: Optional[tf.Tensor] = None):
+    return _affine(_level_arg(level, 0.3) * _random_sign(level, seed), 1)
 
 
-def shear_y_matrix(level, consts, height, width):
-    return _affine(_level_arg(level, 0.3) * _random_sign(level), 3)
+def shear_y_matrix(level, consts, height, width, seed: Optional[tf.Tensor] = None):
+    return _affine(_level_arg(level, 0.3) * _random_sign(level, seed), 3)
 
 
-def translate_x_matrix(level, consts, height, width):
-    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level), 2)
+def translate_x_matrix(level, consts, height, width, seed: Optional[tf.Tensor] = None):
+    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level, seed), 2)
 
 
-def translate_y_matrix(level, consts, height, width):
-    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level), 5)
-
-
-def _round_half_away(v: tf.Tensor) -> tf.Tensor:
-    """C's round(): halves go away from zero (tf.round sends them to even)."""
-    magnitude = tf.abs(v)
-    whole = tf.floor(magnitude)
-    return tf.sign(v) * (whole + tf.cast(magnitude - whole >= 0.5, v.dtype))
+def translate_y_matrix(level, consts, height, width, seed: Optional[tf.Tensor] = None):
+    return _affine(_level_arg(level, consts["translate"]) * _random_sign(level, seed), 5)
 
 
 def transform(images: tf.Tensor, matrices: tf.Tensor) -> tf.Tensor:
     """Apply per-image affine [B, 8] matrices (output to input pixel); nearest pixel, gray fill.
 
-    The same pixels as `ImageProjectiveTransformV3` (NEAREST, CONSTANT,
-    fill 128), which the official ops use, for matrices without a projective
-    part (all of ours): the source coordinates are computed with its float32
-    operations in its order and rounded as its `std::round`, and then one
-    gather of whole pixels is several times faster on CPU than the op, which
-    works a channel at a time.
+    The official ops call `ImageProjectiveTransformV3` (NEAREST, CONSTANT,
+    fill 128) on the image, which works a channel at a time. Here the same op
+    moves a one-channel image of pixel indices instead, so every source pixel
+    is the op's own choice (its coordinate arithmetic, on any CPU and under
+    any graph rewrite), and one gather then moves whole pixels, index -1
+    (outside) picking the fill pixel.
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
-    xs = tf.cast(tf.range(width), tf.float32)[None, None, :]
-    ys = tf.cast(tf.range(height), tf.float32)[None, :, None]
-    m = [matrices[:, k][:, None, None] for k in range(6)]
-    source_x = _round_half_away((m[0] * xs + m[1] * ys) + m[2])
-    source_y = _round_half_away((m[3] * xs + m[4] * ys) + m[5])
-    inside = (
-        (source_x >= 0.0) & (source_x < tf.cast(width, tf.float32))
-        & (source_y >= 0.0) & (source_y < tf.cast(height, tf.float32))
+    count = batch * height * width
+    index = tf.reshape(tf.range(count), [batch, height, width, 1])
+    source = tf.raw_ops.ImageProjectiveTransformV3(
+        images=index, transforms=matrices, output_shape=[height, width], fill_value=-1.0,
+        interpolation="NEAREST", fill_mode="CONSTANT",
     )  # fmt: skip
-    row = tf.range(batch)[:, None, None] * height + tf.cast(tf.where(inside, source_y, 0.0), tf.int32)
-    index = tf.where(inside, row * width + tf.cast(tf.where(inside, source_x, 0.0), tf.int32), batch * height * width)
+    source = tf.where(source < 0, count, source)
     pixels = tf.reshape(images, [-1, 3])
     pixels = tf.concat([pixels, tf.fill([1, 3], tf.constant(FILL, images.dtype))], 0)  # index B*H*W: fill
-    return tf.gather_nd(pixels, index[..., None])  # faster than tf.gather on CPU
+    return tf.gather_nd(pixels, source)  # faster than tf.gather on CPU
 
 
 PIXEL_OPS = {
@@ -305,6 +299,9 @@ PIXEL_OPS = {
     "Cutout": cutout,
     "SolarizeAdd": solarize_add,
 }
+
+# Pixel ops that draw at random take a `seed` too; every geometric op does (its sign).
+RANDOM_PIXEL_OPS = ("Cutout",)
 
 GEOMETRIC_OPS = {
     "Rotate": rotate_matrix,
