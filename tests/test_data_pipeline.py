@@ -54,6 +54,23 @@ def test_keras_fit_traces_once_across_sizes(small):
     assert len(traces) == 1 and traces[0][1] is None  # one generic trace serves sizes 16, 24 and 32
 
 
+def test_batches_depend_only_on_the_seed_and_the_epoch(small):
+    """Every draw is keyed (shuffle, crop, flip, RandAugment, Mixup, CutMix): the same seed gives the
+    same batches, and epoch 1 on its own (a resumed run) is epoch 1 after epoch 0."""
+
+    def epochs(seed, first_epoch=0, count=2):
+        train, _, info = make_datasets(small, family="efficientnetv2", image_size=24, batch_size=8, seed=seed,
+                                       randaug_magnitude=15, mixup_alpha=0.4, cutmix_alpha=1.0)  # fmt: skip
+        info.state.epoch.assign(first_epoch)
+        return [np.concatenate([np.concatenate([x.numpy().ravel(), y.numpy().ravel()]) for x, y in train])
+                for _ in range(count)]  # fmt: skip
+
+    (first, second), (again, _) = epochs(3), epochs(3)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(epochs(3, first_epoch=1, count=1)[0], second)
+    assert not np.array_equal(first, second) and not np.array_equal(first, epochs(4, count=1)[0])
+
+
 def test_bad_arguments_fail_with_clear_errors(small):
     with pytest.raises(ValueError, match="family"):
         make_datasets(small, family="resnet", image_size=16, batch_size=4)

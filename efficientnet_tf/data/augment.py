@@ -9,9 +9,12 @@ per batch can drive it.
 
 from __future__ import annotations
 
+import functools
+from typing import Optional
+
 import tensorflow as tf
 
-from efficientnet_tf.data import image_ops
+from efficientnet_tf.data import image_ops, seeds
 
 RANDAUGMENT_OPS = (
     "AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize", "Color",
@@ -56,15 +59,18 @@ def _pixel_ops(pil_contrast: bool) -> dict:
 
 
 def apply_ops(
-    images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: dict, pil_contrast: bool = False
+    images: tf.Tensor, op_index: tf.Tensor, level: tf.Tensor, consts: dict, pil_contrast: bool = False,
+    seed: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
     """Apply RANDAUGMENT_OPS[op_index[i]] at level[i] to image i (-1: leave it).
 
     The batch is split by op (one partition for all geometric ops, one for
     untouched images), each part is processed as a batch, and the parts are
     stitched back in order: two copies of the batch in all. Images are uint8
-    throughout, as the ops take and give.
+    throughout, as the ops take and give. `seed` keys the ops' own draws
+    (signs, Cutout centres; see `seeds`).
     """
+    keys = seeds.split(seeds.resolve(seed), len(RANDAUGMENT_OPS))
     shape = tf.shape(images)
     pixel_ops = _pixel_ops(pil_contrast)
     pixel_names = [name for name in RANDAUGMENT_OPS if name in pixel_ops]
@@ -76,7 +82,7 @@ def apply_ops(
     matrices = identity
     for k, name in enumerate(RANDAUGMENT_OPS):
         if name in image_ops.GEOMETRIC_OPS:
-            own = image_ops.GEOMETRIC_OPS[name](level, consts, shape[1], shape[2])
+            own = image_ops.GEOMETRIC_OPS[name](level, consts, shape[1], shape[2], keys[k])
             matrices = tf.where(tf.equal(op_index, k)[:, None], own, matrices)
 
     num_parts = identity_part + 1
@@ -86,6 +92,8 @@ def apply_ops(
     outputs = []
     for p, name in enumerate(pixel_names):
         op = pixel_ops[name]
+        if name in image_ops.RANDOM_PIXEL_OPS:
+            op = functools.partial(op, seed=keys[RANDAUGMENT_OPS.index(name)])
         outputs.append(_unless_empty(image_parts[p], lambda x, p=p, op=op: op(x, level_parts[p], consts)))
     geometric_matrices = tf.dynamic_partition(matrices, part, num_parts)[geometric_part]
     outputs.append(
@@ -101,30 +109,36 @@ def _unless_empty(images: tf.Tensor, fn) -> tf.Tensor:
 
 
 def randaugment(
-    images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2, pil_contrast: bool = False
+    images: tf.Tensor, magnitude: tf.Tensor, num_layers: int = 2, pil_contrast: bool = False,
+    seed: Optional[tf.Tensor] = None,
 ) -> tf.Tensor:
     """Official RandAugment: `num_layers` ops drawn uniformly and independently per image."""
     dtype = images.dtype
     images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     batch = tf.shape(images)[0]
     level = tf.fill([batch], tf.cast(magnitude, tf.float32))
-    for _ in range(num_layers):
-        op_index = tf.random.uniform([batch], 0, len(RANDAUGMENT_OPS), tf.int32)
-        images = apply_ops(images, op_index, level, RANDAUGMENT_CONSTS, pil_contrast)
+    key = seeds.resolve(seed)
+    for layer in range(num_layers):
+        choice, ops = tf.unstack(seeds.split(seeds.fold_in(key, layer), 2))
+        op_index = tf.random.stateless_uniform([batch], choice, 0, len(RANDAUGMENT_OPS), tf.int32)
+        images = apply_ops(images, op_index, level, RANDAUGMENT_CONSTS, pil_contrast, ops)
     return tf.cast(images, dtype)
 
 
-def autoaugment(images: tf.Tensor, pil_contrast: bool = False) -> tf.Tensor:
+def autoaugment(images: tf.Tensor, pil_contrast: bool = False, seed: Optional[tf.Tensor] = None) -> tf.Tensor:
     """AutoAugment policy v0: one random sub-policy per image, each op with its probability."""
     dtype = images.dtype
     images = tf.cast(images, tf.uint8)  # exact: whole numbers in [0, 255]
     batch = tf.shape(images)[0]
-    sub_policy = tf.random.uniform([batch], 0, len(POLICY_V0), tf.int32)
+    keys = seeds.split(seeds.resolve(seed), 5)
+    sub_policy = tf.random.stateless_uniform([batch], keys[0], 0, len(POLICY_V0), tf.int32)
     for stage in range(2):
         ops = tf.constant([RANDAUGMENT_OPS.index(p[stage][0]) for p in POLICY_V0])
         probs = tf.constant([p[stage][1] for p in POLICY_V0], tf.float32)
         levels = tf.constant([p[stage][2] for p in POLICY_V0], tf.float32)
-        applied = tf.random.uniform([batch]) < tf.gather(probs, sub_policy)
+        applied = tf.random.stateless_uniform([batch], keys[1 + stage]) < tf.gather(probs, sub_policy)
         op_index = tf.where(applied, tf.gather(ops, sub_policy), -1)
-        images = apply_ops(images, op_index, tf.gather(levels, sub_policy), AUTOAUGMENT_CONSTS, pil_contrast)
+        images = apply_ops(
+            images, op_index, tf.gather(levels, sub_policy), AUTOAUGMENT_CONSTS, pil_contrast, keys[3 + stage]
+        )
     return tf.cast(images, dtype)

@@ -88,23 +88,30 @@ def read_image_file(path: tf.Tensor) -> tf.Tensor:
     return tf.cond(palette, lambda: tf.reshape(tf.py_function(_palette_bmp_to_png, [data], tf.string), []), lambda: data)
 
 
-def decode_files(files: tf.data.Dataset, decode: Callable[[tf.Tensor], tf.Tensor], bad: BadFileLog) -> tf.data.Dataset:
-    """(path, label) -> (uint8 image, label), skipping and logging files that fail."""
+def decode_files(files: tf.data.Dataset, decode: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], bad: BadFileLog) -> tf.data.Dataset:
+    """(path, label, key) -> (uint8 image, label, key), skipping and logging files that fail.
 
-    def attempt(path, label):
-        good = tf.data.Dataset.from_tensors((path, label)).map(
-            lambda p, y: (decode(read_image_file(p)), y, p, True)
+    `decode(data, key)` turns a file's bytes into the image; `key` is the
+    example's random key (see `seeds`), passed through.
+    """
+
+    def attempt(path, label, key):
+        good = tf.data.Dataset.from_tensors((path, label, key)).map(
+            lambda p, y, k: (decode(read_image_file(p), k), y, k, p, True)
         ).ignore_errors()
-        failed = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), label, path, False))
+        failed = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), label, key, path, False))
         return good.concatenate(failed).take(1)
 
-    def note(image, label, path, ok):
+    def note(image, label, key, path, ok):
         noted = tf.cond(ok, lambda: True, lambda: tf.py_function(bad._note, [path], tf.bool))
-        return image, label, ok & noted
+        return image, label, key, ok & noted
 
-    end_of_pass = tf.data.Dataset.from_tensors((tf.constant(""), tf.constant(-1, files.element_spec[1].dtype)))
+    label_dtype, key_spec = files.element_spec[1].dtype, files.element_spec[2]
+    end_of_pass = tf.data.Dataset.from_tensors(
+        (tf.constant(""), tf.constant(-1, label_dtype), tf.zeros(key_spec.shape, key_spec.dtype))
+    )
     ds = files.concatenate(end_of_pass).interleave(
         attempt, cycle_length=16, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
-    ds = ds.map(note).filter(lambda image, label, ok: ok)
-    return ds.map(lambda image, label, ok: (image, label))
+    ds = ds.map(note).filter(lambda image, label, key, ok: ok)
+    return ds.map(lambda image, label, key, ok: (image, label, key))

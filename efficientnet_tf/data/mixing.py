@@ -13,33 +13,41 @@ map and zero (benchmarks/bench_pipeline.py).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import tensorflow as tf
 
+from efficientnet_tf.data import seeds
 
-def sample_beta(alpha: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+
+def sample_beta(alpha: tf.Tensor, n: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """n draws of Beta(alpha, alpha), via two Gamma draws."""
     alpha = tf.maximum(tf.cast(alpha, tf.float32), 1e-6)
-    a = tf.random.gamma([n], alpha)
-    b = tf.random.gamma([n], alpha)
+    keys = seeds.split(seed, 2)
+    a = tf.random.stateless_gamma([n], keys[0], alpha)
+    b = tf.random.stateless_gamma([n], keys[1], alpha)
     return a / tf.maximum(a + b, 1e-12)
 
 
-def mixup_weights(alpha: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+def mixup_weights(alpha: tf.Tensor, n: tf.Tensor, seed: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Per-image weight of the image itself: lam ~ Beta(a, a), lam = max(lam, 1 - lam)."""
-    lam = sample_beta(alpha, n)
+    lam = sample_beta(alpha, n, seeds.resolve(seed))
     return tf.maximum(lam, 1.0 - lam)
 
 
-def cutmix_boxes(alpha: tf.Tensor, n: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+def cutmix_boxes(
+    alpha: tf.Tensor, n: tf.Tensor, height: tf.Tensor, width: tf.Tensor, seed: Optional[tf.Tensor] = None
+) -> tf.Tensor:
     """[n, 4] int32 (top, bottom, left, right) of the boxes taken from the partner, as the official code draws them.
 
     An integer centre anywhere in the image; sides `int(sqrt(1 - area) * size)`
     with `area ~ Beta(a, a)`, halved by integer division on each side of the
     centre and clipped at the border.
     """
-    ratio = tf.sqrt(1.0 - sample_beta(alpha, n))
-    cy = tf.random.uniform([n], 0, height, tf.int32)
-    cx = tf.random.uniform([n], 0, width, tf.int32)
+    keys = seeds.split(seeds.resolve(seed), 3)
+    ratio = tf.sqrt(1.0 - sample_beta(alpha, n, keys[0]))
+    cy = tf.random.stateless_uniform([n], keys[1], 0, height, tf.int32)
+    cx = tf.random.stateless_uniform([n], keys[2], 0, width, tf.int32)
     half_h = tf.cast(ratio * tf.cast(height, tf.float32), tf.int32) // 2
     half_w = tf.cast(ratio * tf.cast(width, tf.float32), tf.int32) // 2
     top, bottom = tf.maximum(cy - half_h, 0), tf.minimum(cy + half_h, height)
@@ -55,25 +63,28 @@ def partner_index(n: tf.Tensor, halves: tf.Tensor) -> tf.Tensor:
     return tf.where(halves, within_half, n - 1 - i)
 
 
-def mix_batch(images: tf.Tensor, labels: tf.Tensor, mixup_alpha: tf.Tensor, cutmix_alpha: tf.Tensor):
+def mix_batch(
+    images: tf.Tensor, labels: tf.Tensor, mixup_alpha: tf.Tensor, cutmix_alpha: tf.Tensor,
+    seed: Optional[tf.Tensor] = None,
+):
     """Apply Mixup and/or CutMix to images [B, H, W, 3] (uint8 or float) and one-hot labels [B, C].
 
     As the official V2 code: with both on, each half is mixed within itself
     (Mixup the first `B // 2`, CutMix the rest); CutMix labels are weighted by
     the mean box area over the images it cut, one weight for all of them.
     Images come back as float32; with both alphas 0 they pass through
-    untouched, at no cost but the cast.
+    untouched, at no cost but the cast. `seed` keys the draws (see `seeds`).
     """
     mixup_on = tf.cast(mixup_alpha, tf.float32) > 0
     cutmix_on = tf.cast(cutmix_alpha, tf.float32) > 0
     return tf.cond(
         mixup_on | cutmix_on,
-        lambda: _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on),
+        lambda: _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on, seeds.resolve(seed)),
         lambda: (tf.cast(images, tf.float32), labels),
     )
 
 
-def _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on):
+def _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on, seed):
     shape = tf.shape(images)
     n, height, width = shape[0], shape[1], shape[2]
     # Which images CutMix: the second half with both on, all with only CutMix.
@@ -82,10 +93,11 @@ def _mix(images, labels, mixup_alpha, cutmix_alpha, mixup_on, cutmix_on):
     use_mixup = mixup_on & ~use_cutmix
     partner = partner_index(n, mixup_on & cutmix_on)
 
-    lam = tf.where(use_mixup, mixup_weights(mixup_alpha, n), 1.0)
+    mixup_key, cutmix_key = tf.unstack(seeds.split(seed, 2))
+    lam = tf.where(use_mixup, mixup_weights(mixup_alpha, n, mixup_key), 1.0)
     boxes = tf.cond(
         tf.reduce_any(use_cutmix),
-        lambda: cutmix_boxes(cutmix_alpha, n, height, width),
+        lambda: cutmix_boxes(cutmix_alpha, n, height, width, cutmix_key),
         lambda: tf.zeros([n, 4], tf.int32),
     )
     boxes *= tf.cast(use_cutmix, tf.int32)[:, None]  # an empty box: nothing cut

@@ -7,6 +7,13 @@ alphas live in `AugmentState` variables that the running pipeline reads, so a
 callback can change them between batches without rebuilding the dataset; the
 image spec is (batch, None, None, 3), so a Keras train step traced once serves
 every size.
+
+Each iteration of the train dataset is one pass (epoch) over the data, and
+every random draw in it is keyed by (seed, input pipeline, pass, position)
+(see `seeds`): the same seed gives the same batches, and pass `e` is the
+same whether or not passes 0..e-1 ran in this process. `AugmentState.epoch`
+numbers the passes; each new iteration advances it, and a callback may set it
+(`ProgressiveLearning` sets Keras' epoch, so a resumed fit replays its epochs).
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.data import augment, mixing, preprocessing
+from efficientnet_tf.data import augment, mixing, preprocessing, seeds
 from efficientnet_tf.data.badfiles import decode_files
 from efficientnet_tf.data.sources import Source, Split, folder_source, tfds_source
 from efficientnet_tf.data.synthetic import synthetic_source
@@ -52,7 +60,8 @@ class AugmentState:
     Assign new values (e.g. from a progressive-learning callback); the pipeline
     picks them up within a few batches. Create it outside any distribution
     strategy scope so the variables stay plain host variables. A 0 magnitude
-    or alpha turns that augmentation off.
+    or alpha turns that augmentation off. `epoch` is the number of the next
+    pass over the training data, which keys its random draws.
     """
 
     def __init__(self, image_size: int, randaug_magnitude: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
@@ -63,6 +72,11 @@ class AugmentState:
             for name, value in values.items():
                 dtype = tf.int32 if name == "image_size" else tf.float32
                 setattr(self, name, tf.Variable(value, dtype=dtype, trainable=False, name=name))
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+
+    def next_pass(self) -> tf.Tensor:
+        """The pass number to use, advancing `epoch` (called once per iteration of the train dataset)."""
+        return self.epoch.assign_add(1) - 1
 
     def assign(self, **values: float) -> None:
         """Set any of image_size, randaug_magnitude, mixup_alpha, cutmix_alpha (all checked before any is set)."""
@@ -143,18 +157,19 @@ def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = No
 
 
 def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family):
-    """The split's (payload, label) dataset, and the step that turns it into
-    (uint8 crop, label), decoding only the window for JPEG where the family does."""
+    """The split's (payload, label) dataset, and the step that turns (payload, label, key) into
+    (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG where the family does."""
     ds = split.make()
 
-    def decode_one(data):
-        return preprocessing.decode_window(data, window_fn, fam.jpeg_window_decode)
+    def decode_one(data, key):
+        return preprocessing.decode_window(data, lambda shape: window_fn(shape, key), fam.jpeg_window_decode)
 
     if split.kind == "path":
         return ds, lambda d: decode_files(d, decode_one, split.bad_files)
     if split.kind == "encoded":
-        return ds, lambda d: d.map(lambda x, y: (decode_one(x), y), num_parallel_calls=AUTOTUNE)
-    return ds, lambda d: d.map(lambda x, y: (preprocessing.crop(x, window_fn(tf.shape(x))), y), num_parallel_calls=AUTOTUNE)
+        return ds, lambda d: d.map(lambda x, y, k: (decode_one(x, k), y, k), num_parallel_calls=AUTOTUNE)
+    crop = lambda x, y, k: (preprocessing.crop(x, window_fn(tf.shape(x), k)), y, k)  # noqa: E731
+    return ds, lambda d: d.map(crop, num_parallel_calls=AUTOTUNE)
 
 
 def _shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
@@ -173,39 +188,66 @@ def make_train_dataset(
     randaug_layers: int = 2,
     shuffle_buffer: int = 10_000,
     input_context: tf.distribute.InputContext | None = None,
+    seed: int = 0,
 ) -> tf.data.Dataset:
-    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass."""
+    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass, keyed by `seed`."""
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
-    window_fn = preprocessing.train_window_fn(fam, state.image_size)
-    ds, decode = _examples_and_decoder(source.train, window_fn, fam)
-    ds = _shard(ds, input_context)
-    ds = ds.shuffle(min(shuffle_buffer, source.train.size), reshuffle_each_iteration=True)
-    ds = decode(ds)
 
-    # One size per batch: read the variable once, repeat it batch_size times.
-    sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], state.image_size.read_value()))
-    ds = tf.data.Dataset.zip(ds, sizes.unbatch())
+    def window(shape, key):
+        return preprocessing.random_crop_window(shape, fam, state.image_size, seeds.fold_in(key, 0))
+
+    examples, decode = _examples_and_decoder(source.train, window, fam)
+    examples = _shard(examples, input_context)
+    pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
+    run_key = seeds.fold_in(tf.constant([seed, pipeline_id], tf.int64), 0)
 
     def finish(example, size):
-        image, label = example
-        return preprocessing.train_finish(image, size, fam, augmentation is not None), tf.one_hot(label, num_classes)
+        image, label, key = example
+        image = preprocessing.train_finish(image, size, fam, augmentation is not None, seeds.fold_in(key, 1))
+        return image, tf.one_hot(label, num_classes)
 
-    ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
-
-    def augment_batch(images, labels):
+    def augment_batch(key, batch):
         # RandAugment/AutoAugment take the uint8 batch as is (their values stay
         # on the uint8 grid); Mixup/CutMix give float32, an image at a time.
+        images, labels = batch
+        augment_key, mix_key = tf.unstack(seeds.split(key, 2))
         if augmentation == "randaugment":
             magnitude = state.randaug_magnitude.read_value()
-            images = tf.cond(magnitude > 0, lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast), lambda: images)
+            images = tf.cond(
+                magnitude > 0,
+                lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast, augment_key),
+                lambda: images,
+            )  # fmt: skip
         elif augmentation == "autoaugment":
-            images = augment.autoaugment(images, fam.pil_contrast)
-        images, labels = mixing.mix_batch(images, labels, state.mixup_alpha.read_value(), state.cutmix_alpha.read_value())
+            images = augment.autoaugment(images, fam.pil_contrast, augment_key)
+        mixup, cutmix = state.mixup_alpha.read_value(), state.cutmix_alpha.read_value()
+        images, labels = mixing.mix_batch(images, labels, mixup, cutmix, mix_key)
         images.set_shape([batch_size, None, None, 3])
         return images, labels
 
-    ds = ds.map(augment_batch, num_parallel_calls=AUTOTUNE)
+    def one_pass(epoch):
+        shuffle_key, example_key, batch_key = tf.unstack(seeds.split(seeds.fold_in(run_key, epoch), 3))
+        shuffle_seed = tf.random.stateless_uniform([], shuffle_key, minval=None, maxval=None, dtype=tf.int64)
+        # While tracing this sets only this function's graph seed, which TF pairs with the op seed:
+        # the order then depends on the key alone, and TF's pairing, which cannot take a tensor op
+        # seed beside a global seed of 0 (keras.utils.set_random_seed(0)), never sees that case.
+        tf.random.set_seed(1)
+        ds = examples.shuffle(min(shuffle_buffer, source.train.size), seed=shuffle_seed)
+        ds = decode(ds.enumerate().map(lambda i, e: (e[0], e[1], seeds.fold_in(example_key, i))))
+        # One size per batch: read the variable once, repeat it batch_size times.
+        sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], state.image_size.read_value()))
+        ds = tf.data.Dataset.zip(ds, sizes.unbatch())
+        ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+        ds = ds.enumerate().map(lambda b, batch: augment_batch(seeds.fold_in(batch_key, b), batch), num_parallel_calls=AUTOTUNE)
+        return ds
+
+    passes = tf.data.Dataset.from_tensors(0).map(lambda _: state.next_pass())
+    ds = passes.flat_map(one_pass)
+    # flat_map hides the length; restore it where every example makes it (files can fail to decode).
+    examples_per_pass = int(examples.cardinality())
+    if examples_per_pass >= 0 and source.train.kind != "path":
+        ds = ds.apply(tf.data.experimental.assert_cardinality(examples_per_pass // batch_size))
     return ds.prefetch(AUTOTUNE)
 
 
@@ -221,10 +263,12 @@ def make_eval_dataset(
     """Evaluation pipeline: the family's center crop at a fixed size, in order, all examples."""
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
-    ds, decode = _examples_and_decoder(source.eval, preprocessing.eval_window_fn(fam, image_size), fam)
-    ds = decode(_shard(ds, input_context))
+    center = preprocessing.eval_window_fn(fam, image_size)
+    ds, decode = _examples_and_decoder(source.eval, lambda shape, key: center(shape), fam)
+    no_key = tf.zeros([2], tf.int64)  # the center crop draws nothing
+    ds = decode(_shard(ds, input_context).map(lambda x, y: (x, y, no_key)))
     size = tf.constant(image_size)
-    ds = ds.map(lambda x, y: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda x, y, k: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
     if cache:
         ds = ds.cache()
@@ -252,6 +296,7 @@ def make_datasets(
     cache_eval: bool = False,
     input_context: tf.distribute.InputContext | None = None,
     data_dir: str | None = None,
+    seed: int | None = None,
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
     """Train and eval pipelines of (float32 images in [0, 255] give or take bicubic overshoot, one-hot labels).
 
@@ -266,7 +311,9 @@ def make_datasets(
     (default `batch_size`). With `input_context` both batch sizes are global
     and split per replica. Pass `state` to share knobs (then the
     magnitude and alphas come from it), else one is made from image_size,
-    randaug_magnitude and the alphas.
+    randaug_magnitude and the alphas. `seed` keys every random draw of the
+    train pipeline (default: one drawn from numpy's global generator, which
+    `keras.utils.set_random_seed` seeds).
     Every argument is checked before the source is read.
     """
     preprocessing.get_family(family)
@@ -281,6 +328,7 @@ def make_datasets(
     randaug_layers = check_int("randaug_layers", randaug_layers, min=0)
     shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, min=1)
     check_choice("cache_eval", cache_eval, (True, False))
+    seed = int(np.random.randint(2**31)) if seed is None else check_int("seed", seed, min=0, max=2**63 - 1)
     if state is None:
         state = AugmentState(**knobs)
     elif not isinstance(state, AugmentState):
@@ -306,7 +354,7 @@ def make_datasets(
         )
     train = make_train_dataset(
         src, family=family, batch_size=batch_size, state=state, augmentation=augmentation,
-        randaug_layers=randaug_layers, shuffle_buffer=shuffle_buffer, input_context=input_context,
+        randaug_layers=randaug_layers, shuffle_buffer=shuffle_buffer, input_context=input_context, seed=seed,
     )  # fmt: skip
     evaluation = make_eval_dataset(
         src, family=family, image_size=eval_size, batch_size=eval_batch_size,

@@ -15,8 +15,11 @@ V2-S/M/L/XL. A deliberate deviation is a `Family` field, set with
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import tensorflow as tf
+
+from efficientnet_tf.data import seeds
 
 CROP_PADDING = 32  # eval crop keeps s / (s + 32) of the short side
 
@@ -84,13 +87,16 @@ def center_crop_window(shape: tf.Tensor, image_size: tf.Tensor, family: Family) 
     return tf.stack([(height - crop + round_up) // 2, (width - crop + round_up) // 2, crop, crop])
 
 
-def random_crop_window(shape: tf.Tensor, family: Family, image_size: tf.Tensor) -> tf.Tensor:
-    """[y, x, h, w] of an Inception-style random crop, per the family's rules."""
+def random_crop_window(
+    shape: tf.Tensor, family: Family, image_size: tf.Tensor, seed: Optional[tf.Tensor] = None
+) -> tf.Tensor:
+    """[y, x, h, w] of an Inception-style random crop, per the family's rules; `seed` keys the draw."""
     shape = tf.cast(shape[:3], tf.int32)
     whole = tf.constant([[[0.0, 0.0, 1.0, 1.0]]])
-    begin, size, _ = tf.image.sample_distorted_bounding_box(
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.concat([shape[:2], [3]], 0),
         bounding_boxes=whole,
+        seed=seeds.resolve(seed),
         min_object_covered=family.min_object_covered,
         aspect_ratio_range=family.aspect_ratio_range,
         area_range=family.area_range,
@@ -134,11 +140,6 @@ def crop(image: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
     return tf.slice(image, [window[0], window[1], 0], [window[2], window[3], -1])
 
 
-def train_window_fn(family: Family, image_size: tf.Tensor):
-    """The crop rule for training images of one family."""
-    return lambda shape: random_crop_window(shape, family, image_size)
-
-
 def eval_window_fn(family: Family, image_size: int):
     """The crop rule for evaluation: center crop, or whole image for large V2 sizes."""
     if family.eval_crop_below is not None and image_size >= family.eval_crop_below:
@@ -159,8 +160,10 @@ def resize(image: tf.Tensor, image_size: tf.Tensor, family: Family) -> tf.Tensor
     return resize_op(images=image[None], size=size, align_corners=False, half_pixel_centers=False)[0]
 
 
-def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family, quantize: bool) -> tf.Tensor:
-    """Resize a training crop and flip it at random; `quantize` for augmentation.
+def train_finish(
+    image: tf.Tensor, image_size: tf.Tensor, family: Family, quantize: bool, seed: Optional[tf.Tensor] = None
+) -> tf.Tensor:
+    """Resize a training crop and flip it at random (keyed by `seed`); `quantize` for augmentation.
 
     The official code clips and casts to uint8 before AutoAugment/RandAugment
     (whose ops then stay on that grid) and keeps the float image otherwise.
@@ -168,4 +171,4 @@ def train_finish(image: tf.Tensor, image_size: tf.Tensor, family: Family, quanti
     image = resize(image, image_size, family)
     if quantize:  # flipping after the cast moves a quarter of the bytes
         image = tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8)
-    return tf.image.random_flip_left_right(image)
+    return tf.image.stateless_random_flip_left_right(image, seeds.resolve(seed))

@@ -174,6 +174,7 @@ class ProgressiveLearning(keras.callbacks.Callback):
         self._active = None  # each fit applies its first epoch's stage
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.state.epoch.assign(epoch)  # the pass keys its draws by the epoch, resumed or not
         index, stage = self.stage_at(epoch)
         if index == self._active:
             return
