@@ -11,10 +11,11 @@ from efficientnet_tf.training.config import Config, build_config
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.optimizer import RMSprop, add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, Stage, progressive_stages
+from efficientnet_tf.training.reproducibility import make_deterministic
 from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
 
 __all__ = [
     "Checkpointer", "Config", "ExponentialMovingAverage", "ProgressiveLearning", "RMSprop", "Stage", "TrainingDiverged",
-    "WarmupSchedule", "add_weight_decay", "build_config", "latest_checkpoint", "make_optimizer", "progressive_stages",
+    "WarmupSchedule", "add_weight_decay", "build_config", "latest_checkpoint", "make_deterministic", "make_optimizer", "progressive_stages",
     "restore", "scaled_learning_rate",
 ]  # fmt: skip

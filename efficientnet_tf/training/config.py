@@ -87,6 +87,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (with several replicas)
     seed: int = 0
+    deterministic: bool = False  # TF op determinism too (see training/reproducibility.py)
     keep_checkpoints: int = 2
 
 

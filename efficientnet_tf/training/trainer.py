@@ -45,6 +45,7 @@ from efficientnet_tf.training.keras_patches import is_multi_worker
 from efficientnet_tf.training.optimizer import add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, progressive_stages
 from efficientnet_tf.training.reporting import EpochReport, plot_history, summary_line
+from efficientnet_tf.training.reproducibility import check_deterministic_strategy, make_deterministic
 from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
 
 MODES = ("train", "eval", "train_and_eval")
@@ -120,7 +121,7 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
             source, family=spec.family, image_size=image_size, eval_size=eval_size, batch_size=data.batch_size,
             augmentation=None if data.augmentation == "none" else data.augmentation, randaug_layers=data.randaug_layers,
             shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic", state=state,
-            input_context=input_context, **knobs,
+            input_context=input_context, seed=config.train.seed, **knobs,
         )  # fmt: skip
 
     train, evaluation, info = datasets()
@@ -239,6 +240,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     check(config)
     start = time.perf_counter()
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
+    if config.train.deterministic:
+        check_deterministic_strategy(distribution)
     precision = pick_precision(config.train.mixed_precision, distribution)
     chief = is_chief(distribution)
     checkpoint, plan = None, None
@@ -270,7 +273,10 @@ def _write_directory(model_dir: str, chief: bool) -> Iterator[str]:
 def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribution: tf.distribute.Strategy, precision: str,
          checkpoint: Optional[str], plan: Optional[list], start: float, verbose: int) -> dict:  # fmt: skip
     keras.mixed_precision.set_global_policy(precision)
-    keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        make_deterministic(config.train.seed)
+    else:
+        keras.utils.set_random_seed(config.train.seed)
     train, evaluation, info = make_data(config, distribution)
     global_batch, replicas = config.data.batch_size, distribution.num_replicas_in_sync
     learning_rate = scaled_learning_rate(config.optimizer.lr_per_256, global_batch)
@@ -279,7 +285,9 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
               f"{info.num_classes} classes) in {precision}, {describe(distribution)}, global batch {global_batch} "
               f"({global_batch // replicas} per replica), peak learning rate {learning_rate:g} "
               f"({config.optimizer.lr_per_256:g} per 256 images), sync BatchNorm "
-              f"{'on' if config.train.sync_batchnorm else 'off'}, model_dir {model_dir}\n"
+              f"{'on' if config.train.sync_batchnorm else 'off'}, "
+              f"{'deterministic (op determinism on)' if config.train.deterministic else 'seed ' + str(config.train.seed)}, "
+              f"model_dir {model_dir}\n"
               f"{json.dumps(config.to_dict(), indent=2)}")  # fmt: skip
 
     with distribution.scope():
