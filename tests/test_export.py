@@ -117,9 +117,9 @@ def test_saved_model_matches_keras(v2, held_out):
     assert serve(images=tf.zeros([2, 48, 40, 3]))["probabilities"].shape == (2, CLASSES)
 
 
-# Max differences measured on 2000 held-out images on both TF kernel families (as in the int8 note above): float32 4.4e-6 and
-# 3.2e-6; float16 6.8e-3 and 4.5e-3. float16's comes from rounding the weights to 11 bits, so it moves with the
-# trained weights, not the kernels: the tolerance is 3x the larger.
+# Max differences measured on 2000 held-out images on both TF kernel families (as in the int8 note above):
+# float32 4.4e-6 and 3.2e-6; float16 6.8e-3 and 4.5e-3. float16's comes from rounding the weights to 11 bits,
+# so it moves with the trained weights, not the kernels: the tolerance is 3x the larger.
 @pytest.mark.parametrize("quantize, tolerance", [("float32", 1e-4), ("float16", 2e-2)])
 def test_litert_float_matches_keras(v2, held_out, quantize, tolerance):
     trained, out, _ = v2
