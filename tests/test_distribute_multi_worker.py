@@ -13,6 +13,9 @@ import sys
 import time
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # two processes each
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny V2-B0, 2 epochs in 2 progressive stages (16 px, then 32 px), global batch 16,
@@ -146,3 +149,15 @@ def test_a_lone_worker_gives_up_after_the_startup_timeout(tmp_path):
         "error: strategy multi_worker: worker 0 did not reach its 1 peer(s) in TF_CONFIG within 5 s; "
         "start every task listed there (same command), or raise --startup_timeout."
     )
+
+
+def test_deterministic_mode_is_refused_under_multi_worker_in_one_line(tmp_path):
+    command = lambda index: [sys.executable, "train.py", "--strategy=multi_worker", "--train.deterministic=true",  # noqa: E731
+                             "--startup_timeout=60", f"--model_dir={tmp_path / 'run'}"]  # fmt: skip
+    workers = start_workers(tmp_path, "worker", command)
+    codes = wait(workers, time.monotonic() + 180)
+    for index, code in enumerate(codes):
+        log = (tmp_path / f"worker{index}.log").read_text()
+        assert code == 2, log[-3000:]
+        assert log.strip().splitlines()[-1].startswith(
+            "train.py: error: train.deterministic=true is not supported with multi-worker training"), log[-3000:]

@@ -3,11 +3,13 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path):
     nb = nbformat.read(os.path.join(REPO, "examples", "quickstart.ipynb"), as_version=4)
     params = next(cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", []))

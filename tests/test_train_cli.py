@@ -59,6 +59,7 @@ def test_eval_of_an_empty_directory_writes_nothing(tmp_path):
     assert not run.exists()
 
 
+@pytest.mark.slow
 def test_a_directory_refuses_a_different_config(tmp_path):
     run = str(tmp_path / "run")
     assert train(*TINY, "--epochs=1", "--progressive.stages=1", f"--model_dir={run}").returncode == 0
@@ -71,6 +72,7 @@ def read_log(run):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_sigkill_then_the_same_command_resumes_and_logs_each_epoch_once(tmp_path):
     run = str(tmp_path / "run")
     args = [*TINY, "--epochs=4", "--progressive.stages=4", f"--model_dir={run}"]
