@@ -40,7 +40,10 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrore
 flags.DEFINE_string("tpu", None, "TPU name or grpc://host:port address (default TPU_NAME, else 'local' on a TPU VM).")
 flags.DEFINE_float("startup_timeout", 600, "Seconds to wait for multi-worker peers or a TPU before giving up.")
 flags.DEFINE_bool("sync_batchnorm", None, "BatchNorm statistics over the global batch when there are several replicas.")
-flags.DEFINE_string("init_weights", None, "'imagenet' or a weights file; another class count starts the head fresh.")
+flags.DEFINE_string("init_weights", None,
+                    "Weights to start from: a name (imagenet, noisy-student, ...; see efficientnet_tf.weights.weights_names), "
+                    "a weights or .keras file, or an official checkpoint; a head of another size starts fresh. "
+                    "An image folder defaults to imagenet; none trains from scratch.")  # fmt: skip
 flags.DEFINE_enum("schedule", "paper", ["paper", "automl"],
                   "Progressive-learning schedule: the V2 paper's Table 6, or the released google/automl one.")  # fmt: skip
 flags.DEFINE_bool("allow_config_change", False, "Continue a run in --model_dir although the config differs.")

@@ -30,7 +30,9 @@ class ModelConfig:
     depth: Optional[float] = None
     dropout: Optional[float] = None  # head dropout; None: the model's own (the end value when scheduled)
     survival_prob: float = 0.8  # stochastic depth
-    init_weights: Optional[str] = None  # None, "imagenet" or a weights file; another class count starts the head fresh
+    # None (from scratch), a weights name ("imagenet", "noisy-student", ...), a weights or .keras file, or an
+    # official checkpoint; a head of another size starts fresh
+    init_weights: Optional[str] = None
 
 
 @dataclasses.dataclass
