@@ -200,7 +200,7 @@ def make_train_dataset(
     examples, decode = _examples_and_decoder(source.train, window, fam)
     examples = _shard(examples, input_context)
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
-    run_key = seeds.fold_in(tf.constant([seed, pipeline_id], tf.int64), 0)
+    run_key = tf.constant([seed, pipeline_id], tf.int64)
 
     def finish(example, size):
         image, label, key = example
