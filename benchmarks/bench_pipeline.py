@@ -36,16 +36,20 @@ def keras_cv_pipeline(source, batch_size: int, image_size: int) -> tf.data.Datas
     fam = preprocessing.get_family(FAMILY)
     size = tf.constant(image_size)
     layer = keras_cv.layers.RandAugment(value_range=(0, 255), augmentations_per_image=2, magnitude=1.0)
-    window_fn = preprocessing.train_window_fn(fam, size)
     split = source.train
-    ds = split.make().shuffle(split.size)
+
+    def window(shape):
+        return preprocessing.random_crop_window(shape, fam, size)  # unkeyed: a fresh draw per call
+
+    # Carries an (unused) key, as decode_files' elements do.
+    ds = split.make().shuffle(split.size).map(lambda x, y: (x, y, tf.zeros([2], tf.int64)))
     if split.kind == "path":
-        ds = decode_files(ds, lambda data: preprocessing.decode_window(data, window_fn, fam.jpeg_window_decode), split.bad_files)
+        ds = decode_files(ds, lambda data, key: preprocessing.decode_window(data, window, fam.jpeg_window_decode), split.bad_files)
     else:
-        ds = ds.map(lambda x, y: (preprocessing.crop(x, window_fn(tf.shape(x))), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y, k: (preprocessing.crop(x, window(tf.shape(x))), y, k), num_parallel_calls=tf.data.AUTOTUNE)
     n = len(source.class_names)
 
-    def per_image(image, label):
+    def per_image(image, label, key):
         image = tf.cast(preprocessing.train_finish(image, size, fam, quantize=True), tf.float32)
         return layer(image), tf.one_hot(label, n)
 
