@@ -98,10 +98,10 @@ def test_saved_config_round_trips_and_differences_are_listed():
     assert differences(c, c) == []
 
 
-def test_an_image_folder_gets_the_finetuning_recipe(tmp_path):
-    c = configs.recipe("efficientnetv2-b0", str(tmp_path))
-    assert c.data.dataset == str(tmp_path) and c.model.init_weights == "imagenet"
-    assert c.data.batch_size == 64 and c.progressive.stages == 1 and c.data.image_size == 224
+def test_an_empty_image_folder_is_a_one_line_error_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="has no class subfolders") as info:
+        configs.recipe("efficientnetv2-b0", str(tmp_path))  # the folder recipe counts its images
+    assert "\n" not in str(info.value)  # the folder recipe itself: tests/test_finetune_recipe.py
 
 
 @pytest.mark.parametrize(
