@@ -275,9 +275,6 @@ def make_eval_dataset(
     return ds.prefetch(AUTOTUNE)
 
 
-_KNOB_DEFAULTS = dict(randaug_magnitude=10.0, mixup_alpha=0.0, cutmix_alpha=0.0)  # make_datasets' defaults
-
-
 def make_datasets(
     source: str | Source,
     *,
@@ -287,10 +284,10 @@ def make_datasets(
     eval_size: int | None = None,
     eval_batch_size: int | None = None,
     augmentation: str | None = "randaugment",
-    randaug_magnitude: float = 10.0,
+    randaug_magnitude: float | None = None,
     randaug_layers: int = 2,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
+    mixup_alpha: float | None = None,
+    cutmix_alpha: float | None = None,
     state: AugmentState | None = None,
     shuffle_buffer: int = 10_000,
     cache_eval: bool = False,
@@ -311,7 +308,7 @@ def make_datasets(
     (default `batch_size`). With `input_context` both batch sizes are global
     and split per replica. Pass `state` to share knobs (then the
     magnitude and alphas come from it), else one is made from image_size,
-    randaug_magnitude and the alphas. `seed` keys every random draw of the
+    randaug_magnitude (default 10) and the alphas (default 0: off). `seed` keys every random draw of the
     train pipeline (default: one drawn from numpy's global generator, which
     `keras.utils.set_random_seed` seeds).
     Every argument is checked before the source is read.
@@ -319,9 +316,9 @@ def make_datasets(
     preprocessing.get_family(family)
     check_choice("augmentation", augmentation, AUGMENTATIONS)
     batch_size = check_int("batch_size", batch_size, min=1)
-    knobs = check_knobs(
-        image_size=image_size, randaug_magnitude=randaug_magnitude, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha
-    )
+    given = {k: v for k, v in dict(randaug_magnitude=randaug_magnitude, mixup_alpha=mixup_alpha,
+                                    cutmix_alpha=cutmix_alpha).items() if v is not None}  # fmt: skip
+    knobs = check_knobs(image_size=image_size, **given)
     image_size = knobs["image_size"]
     eval_size = image_size if eval_size is None else check_int("eval_size", eval_size, min=MIN_IMAGE_SIZE, max=MAX_IMAGE_SIZE)
     eval_batch_size = batch_size if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size, min=1)
@@ -330,16 +327,15 @@ def make_datasets(
     check_choice("cache_eval", cache_eval, (True, False))
     seed = int(np.random.randint(2**31)) if seed is None else check_int("seed", seed, min=0, max=2**63 - 1)
     if state is None:
-        state = AugmentState(**knobs)
+        state = AugmentState(**{"randaug_magnitude": 10.0, **knobs})
     elif not isinstance(state, AugmentState):
         raise TypeError(f"state must be an AugmentState or None, got {state!r}.")
+    elif given:
+        raise ValueError(
+            f"{', '.join(given)} would be ignored: with state= the pipeline reads the state's values; "
+            "pass them to AugmentState (or state.assign) instead."
+        )
     else:
-        ignored = {k: v for k, v in knobs.items() if k != "image_size" and v != _KNOB_DEFAULTS[k]}
-        if ignored:
-            raise ValueError(
-                f"{', '.join(ignored)} would be ignored: with state= the pipeline reads the state's values; "
-                "pass them to AugmentState (or state.assign) instead."
-            )
         state.assign(image_size=image_size)
     src = resolve_source(source, data_dir)
     if input_context is not None:
