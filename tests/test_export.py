@@ -28,6 +28,8 @@ from export import (
 from export.__main__ import main as export_main
 from export.litert import op_names
 
+pytestmark = pytest.mark.slow  # trains and exports models (minutes)
+
 IMAGE_SIZE = 48
 CLASSES = 10
 # Every op type our models need; anything else (a Flex op, a custom op) fails the test.
