@@ -34,6 +34,8 @@ flags.DEFINE_enum("mode", "train_and_eval", ["train", "eval", "train_and_eval"],
                   "train_and_eval validates every epoch; train only once at the end; eval evaluates the newest checkpoint.")  # fmt: skip
 flags.DEFINE_enum("mixed_precision", None, ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
                   "Precision policy (default auto: bfloat16 only where the hardware runs it fast).")  # fmt: skip
+flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"],
+                  "XLA-compile the train step (default auto: on for GPUs and TPUs, off on CPUs).")  # fmt: skip
 flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy. auto: a TPU if one resolves, multi_worker if TF_CONFIG lists several "
                   "tasks, mirrored over several GPUs, else one device. --batch_size is global.")  # fmt: skip
@@ -51,7 +53,7 @@ flags.DEFINE_bool("allow_config_change", False, "Continue a run in --model_dir a
 FLAGS = flags.FLAGS
 NAMED = {"epochs": "train.epochs", "batch_size": "data.batch_size", "data_dir": "data.data_dir",
          "eval_dir": "data.eval_dir", "mixed_precision": "train.mixed_precision", "init_weights": "model.init_weights",
-         "sync_batchnorm": "train.sync_batchnorm"}  # fmt: skip
+         "sync_batchnorm": "train.sync_batchnorm", "jit_compile": "train.jit_compile"}  # fmt: skip
 
 
 def parse_flags(argv: list[str]) -> list[str]:

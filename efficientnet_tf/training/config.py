@@ -87,6 +87,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.9999  # 0: no EMA
     mixed_precision: str = "auto"  # auto, float32, mixed_bfloat16 or mixed_float16
+    jit_compile: str = "auto"  # XLA for the train step: auto (on for GPUs and TPUs, off on CPUs), true or false
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (with several replicas)
     seed: int = 0
     deterministic: bool = False  # TF op determinism too (see training/reproducibility.py)

@@ -1,8 +1,12 @@
-"""What the hardware runs well: the mixed-precision policy and the tf.distribute strategy.
+"""What the hardware runs well: the mixed-precision policy, XLA, and the tf.distribute strategy.
 
 On CPU, bfloat16 pays only with native bf16 instructions (AVX512_BF16 or
 AMX): on an AVX2-only CPU `mixed_bfloat16` trained efficientnetv2-b0 about 8x
-slower than float32 (10.2 s vs 1.3 s per step at 64 px, batch 64).
+slower than float32 (10.2 s vs 1.3 s per step at 64 px, batch 64). Even with
+them it depends on the model: on a 2-core AVX512_BF16 EPYC bf16 trained
+efficientnet-b0 (224 px, batch 16) 1.47x faster than float32 but
+efficientnetv2-s (128 px, batch 16) 0.75x as fast. So on such CPUs "auto" times
+both on the run's own model (`probe_precision`) instead of following a rule.
 
 Two waits in tf.distribute can block for many minutes while ignoring
 SIGTERM: a multi-worker strategy whose peers never come up, and connecting to
@@ -12,18 +16,26 @@ and kills the process after `startup_timeout` seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
 from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
 
+from efficientnet_tf.training.files import atomic_write_text
 from efficientnet_tf.validation import check_float
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+JIT_COMPILE = ("auto", "true", "false")
+BF16_MIN_SPEEDUP = 1.1  # the probe picks bf16 only this much faster than float32: a near tie is noise
+PROBE_MAX_BATCH = 64  # per-replica batches above this are probed at this size, to keep the probe to seconds
+PROBE_TIMEOUT = 600.0
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 TF_CONFIG_EXAMPLE = (
     """TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'"""
@@ -57,24 +69,172 @@ def describe_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> str:
     return f"{name or platform.processor() or platform.machine()}, {os.cpu_count()} cores, {' '.join(has) or 'no AVX2'}"
 
 
-def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Strategy] = None) -> str:
-    """The policy to train with: `requested`, or for "auto" the fastest one the hardware runs well.
+@dataclasses.dataclass(frozen=True)
+class ProbeTarget:
+    """What the run trains first, for timing float32 against bf16: the model, its first-stage size, the per-replica batch."""
 
-    mixed_float16 gets dynamic loss scaling from `model.compile`; the models
-    keep logits and softmax in float32 under either mixed policy.
+    model: str
+    image_size: int
+    batch_size: int
+    width: Optional[float] = None
+    depth: Optional[float] = None
+
+
+def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Strategy] = None,
+                   probe: Optional[ProbeTarget] = None) -> tuple[str, str]:  # fmt: skip
+    """The policy to train with and why: `requested`, or for "auto" the fastest one, never slower than float32.
+
+    TPUs and GPUs follow the hardware rule. CPUs without native bf16 take
+    float32; with it, `probe` is timed in both (`probe_precision`), and
+    without a `probe` they take float32. mixed_float16 gets dynamic loss
+    scaling from `model.compile`; the models keep logits and softmax in
+    float32 under either mixed policy.
     """
     if requested not in PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {', '.join(PRECISIONS)}, got {requested!r}.")
     if requested != "auto":
-        return requested
+        return requested, "requested"
     if isinstance(strategy, tf.distribute.TPUStrategy):
-        return "mixed_bfloat16"
+        return "mixed_bfloat16", "auto: TPU"
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        major = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))[0]
+        major, minor = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
         # bf16 from Ampere on; float16 (with loss scaling) on Volta/Turing tensor cores.
-        return "mixed_bfloat16" if major >= 8 else "mixed_float16" if major >= 7 else "float32"
-    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+        policy = "mixed_bfloat16" if major >= 8 else "mixed_float16" if major >= 7 else "float32"
+        return policy, f"auto: GPU compute capability {major}.{minor}"
+    if not cpu_has_bf16():
+        return "float32", "auto: this CPU has no native bf16 (AVX512_BF16/AMX), where bf16 trains several times slower"
+    from efficientnet_tf.training.keras_patches import is_multi_worker
+
+    if strategy is not None and is_multi_worker(strategy):
+        return "float32", "auto: multi-worker on CPUs, where each worker's probe could decide differently"
+    if probe is None:
+        return "float32", "auto: no model to time bf16 against float32 on this CPU"
+    return probe_precision(probe)
+
+
+def probe_cache_path() -> str:
+    """The probe's decisions, one per CPU, TF version, model, size and batch, in the Keras cache."""
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(keras_home, "efficientnet_tf", "precision_probe.json")
+
+
+def probe_precision(target: ProbeTarget) -> tuple[str, str]:
+    """float32 or mixed_bfloat16, whichever trained `target` faster on this CPU, and the measurement.
+
+    A few train steps of both run in a child process, so the caller's model,
+    graph, global policy and random state are untouched. The decision is
+    cached (`probe_cache_path`); delete the file to time again. A probe that
+    fails or times out gives float32 and is not cached.
+    """
+    target = dataclasses.replace(target, batch_size=min(target.batch_size, PROBE_MAX_BATCH))
+    path, key = probe_cache_path(), _probe_key(target)
+    cache = _read_json(path)
+    described = f"{target.model} at {target.image_size} px, batch {target.batch_size}"
+    if key in cache:
+        entry = cache[key]
+        return entry["policy"], f"auto: probe: bf16 {entry['bf16_vs_float32']:.2f}x float32 for {described} (cached in {path})"
+    start = time.perf_counter()
+    try:
+        rates = _time_in_child(target)
+    except (subprocess.SubprocessError, OSError, ValueError) as e:
+        return "float32", f"auto: the bf16 probe failed ({' '.join(str(e).split())[:200]}), so float32"
+    seconds = time.perf_counter() - start
+    speedup = rates["mixed_bfloat16"] / rates["float32"]
+    policy = "mixed_bfloat16" if speedup >= BF16_MIN_SPEEDUP else "float32"
+    cache[key] = {"policy": policy, "bf16_vs_float32": round(speedup, 3), "img_per_s": rates, "probe_seconds": round(seconds, 1)}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_text(path, json.dumps(cache, indent=1, sort_keys=True) + "\n")
+        saved = f"cached in {path}"
+    except OSError as e:
+        saved = f"not cached: {e}"
+    return policy, f"auto: probe: bf16 {speedup:.2f}x float32 for {described} (timed in {seconds:.0f} s, {saved})"
+
+
+def _probe_key(target: ProbeTarget) -> str:
+    scale = "" if target.width is None and target.depth is None else f" width {target.width} depth {target.depth}"
+    return f"{describe_cpu()}; TF {tf.__version__}; {target.model}{scale}; {target.image_size} px; batch {target.batch_size}"
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):  # missing or torn by hand: probe again
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _time_in_child(target: ProbeTarget) -> dict[str, float]:
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(dataclasses.asdict(target))], env=env,
+                          capture_output=True, text=True, timeout=PROBE_TIMEOUT)  # fmt: skip
+    if done.returncode:
+        last_line = (done.stderr.strip().splitlines() or [""])[-1]
+        raise ValueError(f"exit status {done.returncode}: {last_line}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def train_rates(target: ProbeTarget, policies: tuple[str, ...] = ("float32", "mixed_bfloat16"), rounds: int = 3,
+                steps: int = 2) -> dict[str, float]:  # fmt: skip
+    """Training images/s of `target` under each policy, built side by side and timed in alternating rounds (medians).
+
+    Sets the global policy: the probe runs it in a process of its own.
+    """
+    import keras
+    import numpy as np
+
+    import efficientnet_tf
+
+    size, batch = target.image_size, target.batch_size
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (batch, size, size, 3)).astype("float32"))
+    labels = tf.constant(rng.integers(0, 1000, batch))
+    models = {}
+    for policy in policies:
+        keras.mixed_precision.set_global_policy(policy)
+        model = efficientnet_tf.get_model(target.model, input_shape=(size, size, 3), num_classes=1000, width=target.width,
+                                          depth=target.depth)  # fmt: skip
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(), jit_compile=False)
+        for _ in range(2):  # trace, then one warm step
+            model.train_on_batch(images, labels)
+        models[policy] = model
+    seconds: dict[str, list[float]] = {policy: [] for policy in policies}
+    order = list(policies)
+    for _ in range(rounds):
+        for policy in order:
+            start = time.perf_counter()
+            for _ in range(steps):
+                models[policy].train_on_batch(images, labels)
+            seconds[policy].append(time.perf_counter() - start)
+        order.reverse()
+    return {policy: round(batch * steps / statistics.median(times), 2) for policy, times in seconds.items()}
+
+
+_PROBE = """
+import json, sys
+from efficientnet_tf.training.hardware import ProbeTarget, train_rates
+print(json.dumps(train_rates(ProbeTarget(**json.loads(sys.argv[1])))))
+"""
+
+
+def pick_jit_compile(requested: str = "auto", strategy: Optional[tf.distribute.Strategy] = None,
+                     deterministic: bool = False) -> tuple[bool, str]:  # fmt: skip
+    """Whether to XLA-compile the train step, and why: on for GPUs and TPUs, off on CPUs, where it only adds compile time."""
+    if requested not in JIT_COMPILE:
+        raise ValueError(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {requested!r}.")
+    if requested != "auto":
+        return requested == "true", "requested"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return True, "auto: TPU"
+    if not tf.config.list_physical_devices("GPU"):
+        return False, "auto: CPU"
+    if deterministic:
+        return False, "auto: train.deterministic (op determinism does not cover XLA)"
+    return True, "auto: GPU"
 
 
 def make_strategy(name: str = "auto", tpu: Optional[str] = None, startup_timeout: float = 600.0) -> tf.distribute.Strategy:

@@ -40,7 +40,9 @@ from efficientnet_tf.training.config import Config, config_from_json, difference
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.files import atomic_write, atomic_write_text
 from efficientnet_tf.layers import synchronize_batchnorm
-from efficientnet_tf.training.hardware import WorkerLost, describe, is_chief, make_strategy, pick_precision
+from efficientnet_tf.training.hardware import (
+    ProbeTarget, WorkerLost, describe, is_chief, make_strategy, pick_jit_compile, pick_precision,
+)  # fmt: skip
 from efficientnet_tf.training.keras_patches import is_multi_worker
 from efficientnet_tf.training.optimizer import add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, progressive_stages
@@ -171,8 +173,8 @@ def make_model(config: Config, num_classes: int, weights: Optional[str]) -> kera
     )  # fmt: skip
 
 
-def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> None:
-    """The recipe's optimizer, learning-rate schedule, weight decay, loss and top-1/top-5."""
+def compile_model(model: keras.Model, config: Config, steps_per_epoch: int, jit_compile: bool = False) -> None:
+    """The recipe's optimizer, learning-rate schedule, weight decay, loss and top-1/top-5; XLA if `jit_compile`."""
     o = config.optimizer
     schedule = WarmupSchedule(
         scaled_learning_rate(o.lr_per_256, config.data.batch_size), steps_per_epoch, config.train.epochs,
@@ -183,6 +185,7 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int) -> N
         make_optimizer(o.name, schedule, momentum=o.momentum, rho=o.rho, epsilon=o.epsilon),
         keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="top1"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+        jit_compile=jit_compile,
     )
 
 
@@ -242,7 +245,11 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
     if config.train.deterministic:
         check_deterministic_strategy(distribution)
-    precision = pick_precision(config.train.mixed_precision, distribution)
+    jit_compile = pick_jit_compile(config.train.jit_compile, distribution, config.train.deterministic)
+    first_stage = ProbeTarget(config.model.name, stages(config)[0].image_size,
+                              max(1, config.data.batch_size // distribution.num_replicas_in_sync), config.model.width,
+                              config.model.depth)  # fmt: skip
+    precision = pick_precision(config.train.mixed_precision, distribution, probe=first_stage)
     chief = is_chief(distribution)
     checkpoint, plan = None, None
     if mode == "eval":
@@ -254,7 +261,7 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
         prepare_model_dir(model_dir, config, allow_config_change, write=chief)
     with _write_directory(model_dir, chief) as write_dir, reporting_lost_workers(distribution):
         return _run(config, model_dir, write_dir, mode=mode, distribution=distribution, precision=precision,
-                    checkpoint=checkpoint, plan=plan, start=start, verbose=verbose)  # fmt: skip
+                    jit_compile=jit_compile, checkpoint=checkpoint, plan=plan, start=start, verbose=verbose)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -270,9 +277,11 @@ def _write_directory(model_dir: str, chief: bool) -> Iterator[str]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribution: tf.distribute.Strategy, precision: str,
-         checkpoint: Optional[str], plan: Optional[list], start: float, verbose: int) -> dict:  # fmt: skip
-    keras.mixed_precision.set_global_policy(precision)
+def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribution: tf.distribute.Strategy,
+         precision: tuple[str, str], jit_compile: tuple[bool, str], checkpoint: Optional[str], plan: Optional[list],
+         start: float, verbose: int) -> dict:  # fmt: skip
+    """`precision` and `jit_compile` are pick_precision's and pick_jit_compile's (choice, reason)."""
+    keras.mixed_precision.set_global_policy(precision[0])
     if config.train.deterministic:
         make_deterministic(config.train.seed)
     else:
@@ -282,7 +291,8 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
     learning_rate = scaled_learning_rate(config.optimizer.lr_per_256, global_batch)
     if verbose:
         print(f"{mode} {config.model.name} on {info.name} ({info.num_train} train, {info.num_eval} eval images, "
-              f"{info.num_classes} classes) in {precision}, {describe(distribution)}, global batch {global_batch} "
+              f"{info.num_classes} classes) in {precision[0]} ({precision[1]}), XLA {'on' if jit_compile[0] else 'off'} "
+              f"({jit_compile[1]}), {describe(distribution)}, global batch {global_batch} "
               f"({global_batch // replicas} per replica), peak learning rate {learning_rate:g} "
               f"({config.optimizer.lr_per_256:g} per 256 images), sync BatchNorm "
               f"{'on' if config.train.sync_batchnorm else 'off'}, "
@@ -295,7 +305,7 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
         # whose checkpoints all turn out unreadable still starts from them.
         model = make_model(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
         synchronize_batchnorm(model, config.train.sync_batchnorm)
-        compile_model(model, config, info.num_train // global_batch)
+        compile_model(model, config, info.num_train // global_batch, jit_compile[0])
         ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
     report = EpochReport(global_batch)
     if mode == "eval":
