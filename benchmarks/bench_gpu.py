@@ -30,17 +30,19 @@ import tempfile
 import time
 from typing import Optional
 
-import keras
-import numpy as np
-import tensorflow as tf
-from bench_model import MODELS as KERAS_MODELS  # our name -> (size, keras.applications constructor, its options)
-from bench_model import CLASSES
-from PIL import Image
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the folder pipeline's end-of-pass marker logs a NOT_FOUND warning per pass
 
-import efficientnet_tf
-from efficientnet_tf.data import folder_source, make_datasets
-from efficientnet_tf.data.synthetic import render_split
-from efficientnet_tf.training.hardware import describe_cpu
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from bench_model import CLASSES  # noqa: E402
+from bench_model import MODELS as KERAS_MODELS  # noqa: E402  (our name -> size, keras.applications constructor, options)
+from PIL import Image  # noqa: E402
+
+import efficientnet_tf  # noqa: E402
+from efficientnet_tf.data import folder_source, make_datasets  # noqa: E402
+from efficientnet_tf.data.synthetic import render_split  # noqa: E402
+from efficientnet_tf.training.hardware import describe_cpu  # noqa: E402
 
 # Model -> (image size, batch) on the GPU: the V2-S size of its ImageNet recipe's 300-px stage; b0 at its own.
 SIZES = {"efficientnetv2-s": (300, 128), "efficientnet-b0": (224, 256)}
