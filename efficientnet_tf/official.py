@@ -4,14 +4,19 @@ The official models are TF1-style name-based checkpoints: every variable sits
 under ``<model name>/stem``, ``/blocks_<i>`` (blocks counted over the whole
 network) or ``/head``. Inside a block, layers are named by creation order:
 convolutions ``conv2d``, ``conv2d_1``; BatchNorms ``tpu_batch_normalization``,
-``_1``, ``_2`` (``batch_normalization`` when trained off TPU); the depthwise
-convolution ``depthwise_conv2d``; squeeze-excite ``se/conv2d`` (reduce) and
-``se/conv2d_1`` (expand). Our blocks list their weight layers in that same
-creation order, so each of our variables gets exactly one official name,
-which is looked up; positions are never used. Training also saved
-``<name>/ExponentialMovingAverage`` copies, which the official evaluation
-loads, so those are preferred. Layouts agree (HWIO kernels, ``(k, k, C, 1)``
-depthwise kernels, ``(in, out)`` dense kernels): values are copied unchanged.
+``_1``, ``_2`` (both repositories give that name to their off-TPU BatchNorm
+too; ``batch_normalization`` is accepted as well); the depthwise convolution
+``depthwise_conv2d``; squeeze-excite ``se/conv2d`` (reduce) and ``se/conv2d_1``
+(expand). The classifier is ``head/dense``; automl's V2 code built in a TF1
+graph (its ``main.py``) with today's Keras names it ``head_1/dense`` (the
+name scope ``head`` is already taken by the head layer), so both are accepted.
+Our blocks list their weight layers in that same creation order, so each of
+our variables gets exactly one official name, which is looked up; positions
+are never used. Training also saved ``<name>/ExponentialMovingAverage`` copies
+of every model variable (BatchNorm statistics included), which the official
+evaluation loads, so those are preferred. Layouts agree (HWIO kernels,
+``(k, k, C, 1)`` depthwise kernels, ``(in, out)`` dense kernels): values are
+copied unchanged.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ from efficientnet_tf.layers import BatchNorm, FusedMBConv, MBConv
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
 _ARCHIVES = (".tgz", ".tar.gz")
-# Optimizer slots and bookkeeping saved next to the model's variables; not part of the network.
-_NOT_MODEL = re.compile(r"(/(RMSProp|RMSProp_1|Momentum|Adam|Adam_1|ExponentialMovingAverage))$|^global_step$")
+# Optimizer slots and bookkeeping saved next to the model's variables; not part of the network. The official
+# optimizers: RMSProp (RMSProp, RMSProp_1), momentum, Adam (two slots and beta1_power/beta2_power), tpu's LARS.
+_NOT_MODEL = re.compile(
+    r"(/(RMSProp|RMSProp_1|Momentum|Adam|Adam_1|LARSOptimizer|ExponentialMovingAverage))$"
+    r"|^(global_step|beta1_power|beta2_power)$"
+)
 _BN_NAMES = ("tpu_batch_normalization", "batch_normalization")
-_FIXED = {"stem_conv": "stem/conv2d", "top_conv": "head/conv2d", "predictions": "head/dense"}
+_FIXED = {"stem_conv": ("stem/conv2d",), "top_conv": ("head/conv2d",), "predictions": ("head/dense", "head_1/dense")}
 _BN_SCOPES = {"stem_bn": "stem", "top_bn": "head"}
 
 
@@ -106,7 +115,7 @@ def official_names(model: keras.Model) -> dict[str, tuple[str, ...]]:
     blocks = [layer for layer in model.layers if isinstance(layer, (MBConv, FusedMBConv))]
     for layer in model.layers:
         if layer.name in _FIXED:
-            add(layer, (_FIXED[layer.name],))
+            add(layer, _FIXED[layer.name])
         elif layer.name in _BN_SCOPES:
             add(layer, tuple(f"{_BN_SCOPES[layer.name]}/{bn}" for bn in _BN_NAMES))
     for index, block in enumerate(blocks):
@@ -164,13 +173,15 @@ def read_checkpoint(
             )
         wanted = official_names(model)
         if not any(name.startswith("predictions/") for name in wanted):  # A backbone still reports the file's head.
-            wanted.update({"predictions/kernel": ("head/dense/kernel",), "predictions/bias": ("head/dense/bias",)})
+            wanted.update({f"predictions/{leaf}": tuple(f"{head}/{leaf}" for head in _FIXED["predictions"])
+                           for leaf in ("kernel", "bias")})
         model_shapes = {variable.path: tuple(variable.shape) for variable in model.weights}
         values, used, mapping = {}, set(), []
         for ours, candidates in wanted.items():
             found = next((f"{scope}/{name}" for name in candidates if f"{scope}/{name}" in shapes), None)
             if found is None:
-                if ours.startswith("predictions/") and f"{scope}/head/dense/kernel" not in shapes:
+                heads = (f"{scope}/{head}/kernel" for head in _FIXED["predictions"])
+                if ours.startswith("predictions/") and not any(head in shapes for head in heads):
                     continue  # A checkpoint without a classifier: the head starts fresh.
                 raise ValueError(
                     f"{path!r} lacks {scope}/{candidates[0]} (our {ours}); it is not a complete {model_name} checkpoint."

@@ -24,6 +24,11 @@ _V2 = _TPU + "v2/"
 IMAGENET21K_CLASSES = 21843
 # AdvProp trained on Inception-style inputs: x * 2 / 255 - 1.
 ADVPROP_NORMALIZATION = ((127.5,) * 3, (127.5,) * 3)
+# automl's V2 recipes (README section 3): ``--dataset_cfg=imagenet21k`` turns augmentation off, so every size, B0-B3
+# included, trained on (x - 128) / 128; ``--dataset_cfg=imagenetFt`` finetunes with its ``ft`` preprocessing,
+# (x / 255 - 0.5) / 0.5. B0-B3's own ImageNet-1k recipe (legacy V1 preprocessing, ImageNet mean/std) is not theirs.
+V2_21K_NORMALIZATION = ((128.0,) * 3, (128.0,) * 3)
+V2_FT1K_NORMALIZATION = ((127.5,) * 3, (127.5,) * 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +79,10 @@ def _table() -> dict[str, dict[str, Checkpoint]]:
     for size in ("b0", "b1", "b2", "b3", "s", "m", "l", "xl"):
         name = f"efficientnetv2-{size}"
         table[name] = {
-            "imagenet21k": Checkpoint(f"{_V2}{name}-21k.tgz", None, num_classes=IMAGENET21K_CLASSES),
-            "imagenet21k-ft1k": Checkpoint(f"{_V2}{name}-21k-ft1k.tgz", finetuned.get(size)),
+            "imagenet21k": Checkpoint(f"{_V2}{name}-21k.tgz", None, num_classes=IMAGENET21K_CLASSES,
+                                      normalization=V2_21K_NORMALIZATION),
+            "imagenet21k-ft1k": Checkpoint(f"{_V2}{name}-21k-ft1k.tgz", finetuned.get(size),
+                                           normalization=V2_FT1K_NORMALIZATION),
         }
     return table
 

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tarfile  # noqa: E402
+import zlib  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -283,3 +284,47 @@ def test_convert_command_writes_weights_and_keras(tmp_path, capsys):
 
     assert convert.main([str(folder), "--model", "efficientnet-b0", "--out", out]) == 2
     assert "holds efficientnet-lite0, not efficientnet-b0" in capsys.readouterr().err
+
+
+def golden_value(name, shape):
+    """A variable's value from its official name and shape alone (the golden logits were computed from these)."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf in ("gamma", "moving_variance"):
+        value = rng.uniform(0.5, 1.5, shape)
+    elif leaf in ("beta", "bias", "moving_mean"):
+        value = rng.normal(0.0, 0.1, shape)
+    elif len(shape) == 2:  # the dense kernel, in the official initializer's range
+        value = rng.uniform(-1, 1, shape) / np.sqrt(shape[1])
+    else:  # convolution kernels at the official initializer's fan-out scale
+        value = rng.normal(0.0, np.sqrt(2.0 / (shape[0] * shape[1] * shape[-1])), shape)
+    return value.astype("float32")
+
+
+@pytest.mark.parametrize("name", ["efficientnet-b0", "efficientnet-lite0", "efficientnetv2-b0"])
+def test_logits_match_the_official_code(name, tmp_path):
+    """golden_logits.npz: the official code's logits (tensorflow/tpu 7dc921f, google/automl 6a54c87, run in a scratch
+    environment with tf-keras) with these values as the EMA copies of a checkpoint it saved, on these inputs
+    normalized as its evaluation does (ImageNet mean/std; Lite 127/128; V2-B0 ImageNet mean/std). Its own
+    checkpoint gave the same logits through get_model (max abs difference 6e-8, 8e-6, 4e-7)."""
+    values = {n: golden_value(n, shape) for n, shape in recorded(name).items()}
+    folder = tmp_path / name
+    write_checkpoint(folder, {k: v + 1.0 for k, v in values.items()}, ema=values)
+    x = np.random.default_rng(0).uniform(0, 255, (2, *SHAPE)).astype("float32")
+    expected = np.load(os.path.join(DATA, "golden_logits.npz"))[name.replace("-", "_")]
+    model = get_model(name, weights=str(folder), input_shape=SHAPE, classifier_activation=None)
+    np.testing.assert_allclose(model(x, training=False).numpy(), expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+def test_graph_built_v2_head_and_adam_bookkeeping_load(models, tmp_path):
+    """automl's main.py (TF1 graph, today's Keras) names V2's classifier head_1/dense; Adam adds beta1/2_power."""
+    name = "efficientnetv2-b0"
+    values = {k.replace("/head/dense/", "/head_1/dense/"): v for k, v in random_values(recorded(name), 0).items()}
+    tensors = {**values, "beta1_power": np.float32(0.9), "beta2_power": np.float32(0.999)}
+    first = next(iter(values))
+    tensors.update({first + "/Adam": values[first], first + "/Adam_1": values[first]})
+    write_checkpoint(tmp_path / name, tensors)
+    loaded, mapping = official.read_checkpoint(str(tmp_path / name), models[name], name)
+    assert f"{name}/head_1/dense/kernel -> predictions/kernel (1280, 1000)" in mapping
+    np.testing.assert_array_equal(loaded["predictions/bias"], values[f"{name}/head_1/dense/bias"])
+    assert len(loaded) == len(models[name].weights)

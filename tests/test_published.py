@@ -38,8 +38,15 @@ def test_table_holds_the_readmes_checkpoints():
     )
     assert table["efficientnet-lite4"]["imagenet"] == published.Checkpoint(TPU + "lite/efficientnet-lite4.tar.gz", 81.5)
     xl = table["efficientnetv2-xl"]
-    assert xl["imagenet21k"] == published.Checkpoint(TPU + "v2/efficientnetv2-xl-21k.tgz", None, num_classes=21843)
-    assert xl["imagenet21k-ft1k"] == published.Checkpoint(TPU + "v2/efficientnetv2-xl-21k-ft1k.tgz", 87.2)
+    assert xl["imagenet21k"] == published.Checkpoint(
+        TPU + "v2/efficientnetv2-xl-21k.tgz", None, num_classes=21843, normalization=((128.0,) * 3, (128.0,) * 3)
+    )
+    assert xl["imagenet21k-ft1k"] == published.Checkpoint(
+        TPU + "v2/efficientnetv2-xl-21k-ft1k.tgz", 87.2, normalization=((127.5,) * 3, (127.5,) * 3)
+    )
+    # automl's 21k and ft1k recipes scale to [-1, 1] for B0-B3 too, not B0-B3's 1k ImageNet mean/std.
+    assert table["efficientnetv2-b0"]["imagenet21k"].normalization == ((128.0,) * 3, (128.0,) * 3)
+    assert table["efficientnetv2-b0"]["imagenet21k-ft1k"].normalization == ((127.5,) * 3, (127.5,) * 3)
     for size in ("b0", "b1", "b2", "b3", "s", "m", "l", "xl"):
         assert set(table[f"efficientnetv2-{size}"]) == {"imagenet21k", "imagenet21k-ft1k"}
     assert weights_names("efficientnetv2-s") == ["imagenet", "imagenet21k", "imagenet21k-ft1k"]  # 1k: Keras' files
