@@ -21,13 +21,12 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from efficientnet_tf import convert, get_model, official  # noqa: E402
+from keras_reference import randomized_application  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "official")
 SIZE = 64
 SHAPE = (SIZE, SIZE, 3)
 KERAS = {"efficientnet-b0": "EfficientNetB0", "efficientnetv2-b0": "EfficientNetV2B0"}
-MEAN = np.array([0.485, 0.456, 0.406])
-STD = np.array([0.229, 0.224, 0.225])
 
 
 def recorded(name):
@@ -129,25 +128,7 @@ def test_named_correspondences(models, tmp_path):
 
 
 def _keras_model(name):
-    """keras.applications model with non-trivial BN statistics; its normalization made the official one."""
-    keras.utils.set_random_seed(1)
-    rng = np.random.default_rng(2)
-    model = getattr(keras.applications, KERAS[name])(weights=None, input_shape=SHAPE, classifier_activation=None)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            scale = 0.1 if layer.name.endswith("project_bn") else 1.0
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n) * scale)
-            layer.beta.assign(rng.normal(0, 0.2, n) * scale)
-            layer.moving_mean.assign(rng.normal(0, 0.2, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        elif isinstance(layer, keras.layers.Normalization) and layer.weights:
-            layer.adapt_mean.assign(MEAN)
-            layer.adapt_variance.assign(STD**2)
-            layer.finalize_state()
-        elif getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
-    return model
+    return randomized_application(KERAS[name], SHAPE)
 
 
 def _official_name(layer_names, layer_name, scope, blocks):

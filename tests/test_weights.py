@@ -23,6 +23,7 @@ from keras.src.legacy.saving import legacy_h5_format  # noqa: E402
 
 from efficientnet_tf import get_model  # noqa: E402
 from efficientnet_tf import weights as weights_lib  # noqa: E402
+from keras_reference import MEAN, STD, randomized_application  # noqa: E402
 
 KERAS_CONSTRUCTORS = {
     **{f"efficientnet-b{i}": f"EfficientNetB{i}" for i in range(8)},
@@ -33,8 +34,6 @@ KERAS_CONSTRUCTORS = {
 }
 SIZE = 64
 SHAPE = (SIZE, SIZE, 3)
-MEAN = np.array([0.485, 0.456, 0.406])
-STD = np.array([0.229, 0.224, 0.225])
 
 
 @pytest.fixture(autouse=True)
@@ -58,34 +57,7 @@ def _images(seed=0):
 
 
 def _keras_model(name):
-    """keras.applications model with random non-trivial BN statistics and biases.
-
-    Built with weights=None, Keras' V1 Normalization layer computes
-    (x/255 - mean) / sqrt(variance) without the extra rescaling it adds for its
-    ImageNet weights (tensorflow/tensorflow#49930); variance = std**2 makes it
-    the official normalization, which is what our model applies.
-    """
-    keras.utils.set_random_seed(1)
-    rng = np.random.default_rng(2)
-    model = getattr(keras.applications, KERAS_CONSTRUCTORS[name])(
-        weights=None, input_shape=SHAPE, classifier_activation=None
-    )
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            # Small residual branches, as in trained networks, keep deep activations (and float32 error) bounded.
-            residual_scale = 0.1 if layer.name.endswith("project_bn") else 1.0
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n) * residual_scale)
-            layer.beta.assign(rng.normal(0, 0.2, n) * residual_scale)
-            layer.moving_mean.assign(rng.normal(0, 0.2, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-        elif isinstance(layer, keras.layers.Normalization) and layer.weights:
-            layer.adapt_mean.assign(MEAN)
-            layer.adapt_variance.assign(STD**2)
-            layer.finalize_state()
-        elif getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
-            layer.bias.assign(rng.normal(0, 0.1, layer.bias.shape))
-    return model
+    return randomized_application(KERAS_CONSTRUCTORS[name], SHAPE)
 
 
 def _notop(model):
