@@ -97,6 +97,7 @@ def test_synthetic_is_deterministic_split_and_resolution_free():
     assert list(np.bincount(labels)) == [5] * 10
 
 
+@pytest.mark.slow  # trains 12 epochs
 def test_tiny_cnn_learns_synthetic_well_above_chance():
     import keras
 

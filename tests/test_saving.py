@@ -53,11 +53,13 @@ def test_trained_mixed_precision_model_round_trips(tmp_path):
     assert restored.get_layer("block1a").compute_dtype == "bfloat16"
 
 
+@pytest.mark.slow  # full-size XL: minutes on 2 cores
 def test_efficientnetv2_xl_round_trips(tmp_path):
     model = get_model("efficientnetv2-xl")
     _assert_round_trips(model, tmp_path, lambda: get_model("efficientnetv2-xl"))
 
 
+@pytest.mark.slow  # full-depth L2: minutes on 2 cores
 def test_efficientnet_l2_depth_builds_saves_and_loads(tmp_path):
     # L2's depth (88 blocks) at B0's width: the graph depth that
     # would hit recursion limits, without writing 1.9 GB of weights.
