@@ -84,9 +84,8 @@ def test_the_probe_times_both_policies_once_and_reads_its_cache(tmp_path, monkey
     (key, entry), = cache.items()
     assert "efficientnetv2-b0 width 0.25 depth 0.1; 32 px; batch 2" in key and tf.__version__ in key
     rates = entry["img_per_s"]
+    # The decision follows the measured rates; which way they go on a tiny model is noise, not tested.
     assert entry["policy"] == ("mixed_bfloat16" if rates["mixed_bfloat16"] >= 1.1 * rates["float32"] else "float32") == policy
-    if not cpu_has_bf16():
-        assert policy == "float32"  # emulated bf16 is several times slower
 
     # The cache decides from now on: an edited entry is what the next call returns, without timing.
     cache[key] = {**entry, "policy": "mixed_bfloat16", "bf16_vs_float32": 1.5}
