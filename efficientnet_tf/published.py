@@ -99,12 +99,16 @@ def lookup(model_name: str, weights: str) -> Optional[Checkpoint]:
     return CHECKPOINTS.get(model_name, {}).get(weights)
 
 
+def keras_home() -> str:
+    """Keras' cache folder: ``$KERAS_HOME``, else ``~/.keras`` (as keras.utils.get_file uses it)."""
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
 def cache_path(model_name: str, weights: str) -> str:
     """Where the archive lives in the Keras cache (``$KERAS_HOME/models`` or ``~/.keras/models``)."""
     url = CHECKPOINTS[model_name][weights].url
     extension = ".tgz" if url.endswith(".tgz") else ".tar.gz"
-    cache_dir = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(cache_dir, "models", f"{model_name}_{weights}{extension}")
+    return os.path.join(keras_home(), "models", f"{model_name}_{weights}{extension}")
 
 
 def checkpoint_file(model_name: str, weights: str) -> str:

@@ -200,8 +200,7 @@ def imagenet_file(name: str, include_top: bool = True) -> str:
     _check_published(spec)
     stem, base_url, md5_top, md5_notop = PUBLISHED[spec.name]
     file_name = stem + (".h5" if include_top else "_notop.h5")
-    cache_dir = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    cached = os.path.join(cache_dir, "models", file_name)
+    cached = os.path.join(published.keras_home(), "models", file_name)
     if os.path.isfile(cached):
         return cached
     try:

@@ -28,6 +28,7 @@ from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
 
+from efficientnet_tf.published import keras_home
 from efficientnet_tf.training.files import atomic_write_text
 from efficientnet_tf.validation import check_float
 
@@ -116,8 +117,7 @@ def pick_precision(requested: str = "auto", strategy: Optional[tf.distribute.Str
 
 def probe_cache_path() -> str:
     """The probe's decisions, one per CPU, TF version, model, size and batch, in the Keras cache."""
-    keras_home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(keras_home, "efficientnet_tf", "precision_probe.json")
+    return os.path.join(keras_home(), "efficientnet_tf", "precision_probe.json")
 
 
 def probe_precision(target: ProbeTarget) -> tuple[str, str]:
