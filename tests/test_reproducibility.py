@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -16,7 +15,7 @@ import efficientnet_tf  # noqa: F401  (registers the layers model.keras holds)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Everything random is on: shuffling, crops, flips, RandAugment, Mixup and CutMix from stage 2,
-# dropout, stochastic depth and EMA. 6 steps per epoch; a long evaluation leaves room to kill in it.
+# dropout, stochastic depth and EMA. 6 training and 10 evaluation steps per epoch.
 ARGS = [
     "--model=efficientnetv2-b0", "--model.width=0.5", "--model.depth=0.3", "--batch_size=16", "--epochs=4",
     "--data.synthetic_train=96", "--data.synthetic_eval=160", "--data.image_size=32", "--data.eval_size=32",
@@ -25,6 +24,43 @@ ARGS = [
 ]  # fmt: skip
 TIMING_COLUMNS = ("images_per_sec", "train_seconds")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+# Runs train.py unchanged in a process that SIGKILLs itself at the moment KILL_AT names, so each
+# kill lands where it is meant to on any machine (watching the output from outside missed short
+# moments: Keras prints progress at most every 50 ms, and a checkpoint write takes milliseconds).
+# "train:E:B" / "test:E:B": after batch B of epoch E's training / evaluation (0-based);
+# "checkpoint": in the first checkpoint write, with the temporary file cut to half its bytes.
+KILLING_TRAIN_PY = """
+import os, runpy, signal, sys
+import keras
+
+kind, *at = os.environ["KILL_AT"].split(":")
+die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+if kind == "checkpoint":
+    replace = os.replace
+    def torn_replace(source, target):
+        name = os.path.basename(source)
+        if name.startswith(".tmp-") and name.endswith(".npz"):
+            with open(source, "r+b") as file:
+                file.truncate(os.path.getsize(source) // 2)
+            die()
+        replace(source, target)
+    os.replace = torn_replace
+else:
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if kind == "train" and [self.epoch, batch] == [int(a) for a in at]:
+                die()
+        def on_test_batch_end(self, batch, logs=None):
+            if kind == "test" and [self.epoch, batch] == [int(a) for a in at]:
+                die()
+    fit = keras.Model.fit
+    keras.Model.fit = lambda self, *args, callbacks=(), **kwargs: fit(self, *args, callbacks=[*callbacks, Kill()], **kwargs)
+sys.argv = ["train.py", *sys.argv[1:]]
+runpy.run_path("train.py", run_name="__main__")
+"""
 
 
 def read_log(run):
@@ -36,52 +72,26 @@ def final_weights(run):
     return keras.models.load_model(os.path.join(run, "model.keras")).get_weights()
 
 
-def run_until(run, log_path, kill_when):
-    """Start the command; SIGKILL it as soon as `kill_when(output, files)` holds (or let it finish)."""
+def train(run, log_path, kill_at=None):
+    """Runs the command to the end, or until it kills itself at `kill_at`; returns the exit status."""
+    command = [sys.executable, "train.py"] if kill_at is None else [sys.executable, "-c", KILLING_TRAIN_PY]
     with open(log_path, "a") as log:
-        process = subprocess.Popen([sys.executable, "train.py", *ARGS, f"--model_dir={run}"], cwd=REPO, env=ENV,
-                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.time() + 300
-        while process.poll() is None and time.time() < deadline:
-            files = os.listdir(run) if os.path.isdir(run) else []
-            if kill_when(open(log_path, errors="replace").read(), files):
-                process.send_signal(signal.SIGKILL)
-                process.wait()
-                return files
-            time.sleep(0.002)
-        process.wait(timeout=max(1, deadline - time.time()))
-    assert process.returncode == 0, open(log_path).read()[-3000:]
-    return None
-
-
-def epoch_output(output, epoch):
-    """What the newest process printed since it started `epoch` (1-based); None before that."""
-    start = output.rfind(f"Epoch {epoch}/4")
-    return None if start < 0 or output.rfind("resumed from") > start else output[start:]
-
-
-def in_training_steps(epoch):
-    return lambda output, files: (out := epoch_output(output, epoch)) is not None and "2/6" in out and "6/6" not in out
-
-
-def in_evaluation(epoch):
-    # 6/6 is printed when the last training step ends; val_loss once evaluation is over.
-    return lambda output, files: (out := epoch_output(output, epoch)) is not None and "6/6" in out and "val_loss" not in out
-
-
-def writing_checkpoint(output, files):
-    return any(f.startswith(".tmp-") and f.endswith(".npz") for f in files)
+        process = subprocess.run([*command, *ARGS, f"--model_dir={run}"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                 env={**ENV, "KILL_AT": kill_at or ""}, timeout=600)  # fmt: skip
+    return process.returncode
 
 
 @pytest.mark.slow
 def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_weights(tmp_path):
     reference = str(tmp_path / "reference")
-    run_until(reference, tmp_path / "reference.log", lambda output, files: False)
+    assert train(reference, tmp_path / "reference.log") == 0, (tmp_path / "reference.log").read_text()[-3000:]
 
     run, log = str(tmp_path / "killed"), tmp_path / "killed.log"
-    seen = [run_until(run, log, when) for when in (in_training_steps(2), in_evaluation(3), writing_checkpoint)]
-    assert all(files is not None for files in seen), "a kill point was never reached"
-    run_until(run, log, lambda output, files: False)
+    # Mid-step in epoch 2, mid-evaluation in epoch 3, then in the write of epoch 3's checkpoint.
+    for kill_at in ("train:1:2", "test:2:4", "checkpoint"):
+        assert train(run, log, kill_at) == -signal.SIGKILL, f"{kill_at} was never reached:\n{log.read_text()[-3000:]}"
+    assert any(name.startswith(".tmp-") for name in os.listdir(run)), "the torn checkpoint was left for the rerun"
+    assert train(run, log) == 0, log.read_text()[-3000:]
 
     output = log.read_text()
     assert output.count("Checkpointer: resumed from") == 3
