@@ -26,8 +26,10 @@ import tensorflow as tf
 
 import efficientnet_tf
 from efficientnet_tf.data.synthetic import render_split
+from efficientnet_tf.inference import LiteRTModel, OnnxModel
+from efficientnet_tf.training import Trained
 from efficientnet_tf.training.hardware import describe_cpu
-from export import QUANTIZATIONS, LiteRTModel, OnnxModel, Trained, export_trained
+from export import QUANTIZATIONS, export_trained
 
 SIZE = 224
 CLASSES = 1000

@@ -12,6 +12,6 @@ from efficientnet_tf.model import (
 from efficientnet_tf.flops import count_flops
 from efficientnet_tf.weights import imagenet_file
 from efficientnet_tf.registry import ModelSpec, compound_scaling, get_spec, model_names
-from efficientnet_tf.training import ExponentialMovingAverage, ProgressiveLearning, progressive_stages
+from efficientnet_tf.training import ExponentialMovingAverage, ProgressiveLearning, Trained, load_trained, progressive_stages
 
 __version__ = "0.1.0"

@@ -17,9 +17,9 @@ from typing import Optional, Sequence
 import keras
 
 from efficientnet_tf import official
+from efficientnet_tf.files import atomic_write
 from efficientnet_tf.model import get_model
 from efficientnet_tf.registry import get_spec
-from efficientnet_tf.training.files import atomic_write
 from efficientnet_tf.weights import assign
 
 _OUTPUTS = (".weights.h5", ".keras")

@@ -21,14 +21,16 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
+from efficientnet_tf.errors import one_line
+from efficientnet_tf.inference import MANIFEST, LiteRTModel, OnnxModel, eval_image
+from efficientnet_tf.training.loading import load_trained
+
 TOP_K = 5
 Prediction = list[tuple[str, float]]  # (class name, probability), best first
 
 
 def load_classifier(path: str) -> Callable[[bytes], Prediction]:
     """A function from one encoded image to its top-5 (class name, probability) pairs."""
-    from export import MANIFEST, LiteRTModel, OnnxModel, load_trained
-
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST)):
         path = os.path.join(path, "saved_model")
     if tf.saved_model.contains_saved_model(path):
@@ -58,8 +60,6 @@ def _saved_model_classifier(path: str) -> Callable[[bytes], Prediction]:
 
 
 def _classifier(runner, class_names: list[str], family: str, image_size: int) -> Callable[[bytes], Prediction]:
-    from export import eval_image
-
     def classify(encoded: bytes) -> Prediction:
         image = eval_image(tf.constant(encoded), family, image_size).numpy()
         probabilities = np.asarray(runner(image[None]))[0]
@@ -70,8 +70,6 @@ def _classifier(runner, class_names: list[str], family: str, image_size: int) ->
 
 
 def _manifest_beside(path: str) -> dict:
-    from export import MANIFEST
-
     manifest = os.path.join(os.path.dirname(os.path.abspath(path)), MANIFEST)
     if not os.path.isfile(manifest):
         raise ValueError(f"{path} has no {MANIFEST} beside it (class names, preprocessing); use the directory python -m export wrote.")
@@ -89,7 +87,7 @@ def classify_files(classify: Callable[[bytes], Prediction], images: list[str]) -
             records.append({"image": image, "predictions": [{"class": c, "probability": p} for c, p in predictions]})
         except (OSError, tf.errors.InvalidArgumentError) as error:
             reason = error.strerror if isinstance(error, OSError) and error.strerror else getattr(error, "message", str(error))
-            records.append({"image": image, "error": f"cannot read it as an image ({' '.join(str(reason).split())})"})
+            records.append({"image": image, "error": f"cannot read it as an image ({one_line(reason)})"})
     return records
 
 
@@ -102,7 +100,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         classify = load_classifier(args.model)
     except (ValueError, OSError) as error:
-        print(f"predict: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"predict: error: {one_line(error)}", file=sys.stderr)
         return 2
     records = classify_files(classify, args.images)
     if args.json:

@@ -4,19 +4,23 @@
 
 or from Python:
 
-    from export import load_trained, calibration_images, export_trained, held_out_images
+    from efficientnet_tf.training import load_trained
+    from export import calibration_images, export_trained, held_out_images
     trained = load_trained("runs/b0")
     export_trained(trained, "exports/b0", calibration=calibration_images(trained, 128),
                    held_out=held_out_images(trained, "data/val", 1000), quantize=["int8", "int8-auto"])
+
+The model (`load_trained`, `Trained`) and what reads artifacts back
+(`efficientnet_tf.inference`: `eval_image`, `MANIFEST`, the LiteRT and ONNX
+runners) are the library's, so predict needs nothing from this package.
 """
 
-from export.artifacts import FORMATS, MANIFEST, QUANTIZE_CHOICES, Artifact, export_trained
-from export.litert import QUANTIZATIONS, LiteRTModel
-from export.onnx_export import OnnxModel
-from export.serving import eval_image, write_saved_model
-from export.source import HeldOut, Trained, calibration_images, held_out_images, load_trained
+from export.artifacts import FORMATS, QUANTIZE_CHOICES, Artifact, export_trained
+from export.litert import QUANTIZATIONS
+from export.serving import write_saved_model
+from export.source import HeldOut, calibration_images, held_out_images
 
 __all__ = [
-    "FORMATS", "MANIFEST", "QUANTIZATIONS", "QUANTIZE_CHOICES", "Artifact", "HeldOut", "LiteRTModel", "OnnxModel", "Trained",
-    "calibration_images", "eval_image", "export_trained", "held_out_images", "load_trained", "write_saved_model",
+    "FORMATS", "QUANTIZATIONS", "QUANTIZE_CHOICES", "Artifact", "HeldOut", "calibration_images", "export_trained",
+    "held_out_images", "write_saved_model",
 ]  # fmt: skip

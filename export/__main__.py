@@ -6,9 +6,11 @@ import argparse
 import sys
 from typing import Optional
 
+from efficientnet_tf.errors import one_line
+from efficientnet_tf.training.loading import load_trained
 from export.artifacts import FORMATS, QUANTIZE_CHOICES, check_min_agreement, export_trained, parse_list
 from export.litert import QUANTIZATIONS
-from export.source import calibration_images, held_out_images, load_trained
+from export.source import calibration_images, held_out_images
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -55,7 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                    held_out=held_out, int8_min_agreement=args.int8_min_agreement,
                                    overwrite=args.overwrite, log=print)  # fmt: skip
     except (ValueError, OSError) as error:
-        print(f"export: error: {' '.join(str(error).split())}", file=sys.stderr)
+        print(f"export: error: {one_line(error)}", file=sys.stderr)
         return 2
     print(f"Wrote {len(artifacts)} artifacts to {args.out}.")
     return 0

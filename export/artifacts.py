@@ -18,14 +18,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.training.files import TEMP_PREFIX, atomic_write, atomic_write_text
+from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text
+from efficientnet_tf.inference import MANIFEST, LiteRTModel, OnnxModel
+from efficientnet_tf.training.loading import Trained
 from export import int8_auto, litert, onnx_export
 from export.serving import write_saved_model
-from export.source import HeldOut, Trained
+from export.source import HeldOut
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE_CHOICES = (*litert.QUANTIZATIONS, int8_auto.MODE)  # int8-auto converts several times, so not by default
-MANIFEST = "export.json"
 SAVED_MODEL = "saved_model"
 ONNX_FILE = "model.onnx"
 CHECK_IMAGES = 16
@@ -163,7 +164,7 @@ def _write_all(
                 # The held-out images decide; without them the calibration images (a biased but fair proxy).
                 decide_on = calibration if held_out is None else held_out.images
                 expected = model.predict(decide_on, verbose=0, batch_size=64) if held_out is None else held_out_reference
-                agreement = lambda content: _agreement(litert.LiteRTModel(content)(decide_on), expected)  # noqa: E731
+                agreement = lambda content: _agreement(LiteRTModel(content)(decide_on), expected)  # noqa: E731
                 auto = int8_auto.search(fixed, calibration, plain_int8, agreement, int8_min_agreement, log)
                 content = auto.content
                 log(_describe_auto(auto, int8_min_agreement))
@@ -175,12 +176,12 @@ def _write_all(
                 raise ValueError(f"The {mode} LiteRT model needs non-builtin ops {flex}; it would not run on plain LiteRT.")
             name = tflite_file(mode)
             _write_bytes(os.path.join(staging, name), content)
-            record(name, litert.LiteRTModel(content))
+            record(name, LiteRTModel(content))
         shutil.rmtree(fixed)
     if "onnx" in formats:
         content = onnx_export.convert(model, size)
         _write_bytes(os.path.join(staging, ONNX_FILE), content)
-        record(ONNX_FILE, onnx_export.OnnxModel(content))
+        record(ONNX_FILE, OnnxModel(content))
     return artifacts, auto
 
 

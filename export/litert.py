@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) files from a SavedModel, builtin ops only, and a runner for them.
+"""LiteRT (TFLite) files from a SavedModel, builtin ops only (their runner is `efficientnet_tf.inference.LiteRTModel`).
 
 Converting from a concrete function leaves resource variables uninitialized
 (the outputs are NaN); converting the SavedModel does not. Builtin op sets
@@ -101,46 +101,3 @@ def op_names(model: bytes) -> set[str]:
     """The op types a LiteRT flatbuffer uses, read before any delegate rewrites the graph."""
     interpreter = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     return {op["op_name"] for op in interpreter._get_ops_details()}
-
-
-class LiteRTModel:
-    """Runs a LiteRT file on float32 images [B, S, S, 3] in [0, 255], giving float32 probabilities.
-
-    uint8 input and output (full-integer models) are quantized and
-    dequantized here with the file's own scales, so every variant is called alike.
-    """
-
-    def __init__(self, model: bytes | str, num_threads: Optional[int] = None):
-        content = model if isinstance(model, bytes) else None
-        path = None if content is not None else model
-        self.interpreter = Interpreter(model_path=path, model_content=content, num_threads=num_threads)
-        self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
-        self._batch = 0
-        self.image_size = int(self._input["shape"][1])
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, np.float32)
-        if images.shape[0] != self._batch:
-            self.interpreter.resize_tensor_input(self._input["index"], [images.shape[0], *self._input["shape"][1:]])
-            self.interpreter.allocate_tensors()
-            self._batch = images.shape[0]
-        self.interpreter.set_tensor(self._input["index"], _quantize(images, self._input))
-        self.interpreter.invoke()
-        return _dequantize(self.interpreter.get_tensor(self._output["index"]), self._output)
-
-
-def _quantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return values
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(detail["dtype"])
-
-
-def _dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return values
-    scale, zero_point = detail["quantization"]
-    return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
-

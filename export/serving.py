@@ -11,21 +11,9 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
-from efficientnet_tf.data import preprocessing
+from efficientnet_tf.inference import eval_image
 
 TOP_K = 5
-
-
-def eval_image(encoded: tf.Tensor, family: str, image_size: int) -> tf.Tensor:
-    """One encoded JPEG/PNG/GIF/BMP -> float32 [S, S, 3] (about [0, 255]), as `make_eval_dataset` prepares it.
-
-    The same three public steps as the eval pipeline (decode the crop window,
-    resize), so a change to the family's preprocessing reaches serving too.
-    """
-    fam = preprocessing.get_family(family)
-    image = preprocessing.decode_window(encoded, preprocessing.eval_window_fn(fam, image_size), fam.jpeg_window_decode)
-    image = preprocessing.resize(image, tf.constant(image_size), fam)
-    return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
 def write_saved_model(

@@ -19,12 +19,9 @@ from PIL import Image
 
 import efficientnet_tf
 from efficientnet_tf.data.synthetic import class_names, render_split
-from efficientnet_tf.training.checkpoint import Checkpointer
-from efficientnet_tf.training.config import build_config
-from efficientnet_tf.training.ema import ExponentialMovingAverage
-from export import (
-    LiteRTModel, OnnxModel, Trained, eval_image, export_trained, held_out_images, litert, load_trained, write_saved_model,
-)  # fmt: skip
+from efficientnet_tf.inference import LiteRTModel, OnnxModel, eval_image
+from efficientnet_tf.training import Trained
+from export import export_trained, held_out_images, litert, write_saved_model
 from export.__main__ import main as export_main
 from export.litert import op_names
 
@@ -355,45 +352,3 @@ def test_command_errors_are_one_line(tmp_path, capsys, args, message):
     assert export_main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and message in error
-
-
-def write_training_dir(directory, width: float, ema_offset: float) -> keras.Model:
-    """A training directory as train.py leaves it mid-run: config, class names, one checkpoint, no model.keras.
-
-    The EMA shadows are the raw weights plus `ema_offset`, so the test can
-    tell which ones were loaded. Returns a model holding the EMA weights.
-    """
-    config = build_config({"model.name": "efficientnet-lite0", "model.width": width, "model.depth": 0.25,
-                           "data.eval_size": IMAGE_SIZE})  # fmt: skip
-    (directory / "config.json").write_text(json.dumps(config.to_dict()))
-    (directory / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
-    model = efficientnet_tf.get_model("efficientnet-lite0", width=width, depth=0.25, num_classes=3)
-    model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
-    ema = ExponentialMovingAverage(0.9)
-    ema.build(model)
-    for average in ema.variables:
-        average.assign(average + ema_offset)
-    checkpointer = Checkpointer(str(directory), ema=ema, verbose=0)
-    checkpointer.set_model(model)
-    checkpointer.on_epoch_end(0)
-    ema.copy_to_model()
-    return model
-
-
-def test_training_dir_without_final_model_exports_ema_weights(tmp_path, held_out):
-    expected = write_training_dir(tmp_path, width=0.25, ema_offset=0.01)
-    trained = load_trained(str(tmp_path))
-    assert trained.image_size == IMAGE_SIZE and trained.family == "efficientnet-lite"
-    for ours, theirs in zip(trained.model.weights, expected.weights):
-        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-
-
-def test_checkpoint_of_another_model_is_one_line_error(tmp_path, capsys):
-    write_training_dir(tmp_path, width=0.5, ema_offset=0.0)
-    config = json.loads((tmp_path / "config.json").read_text())
-    config["model"]["width"] = 0.25
-    (tmp_path / "config.json").write_text(json.dumps(config))
-    assert export_main(["--model", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1 and "does not match the model in config.json" in error
-    assert not (tmp_path / "out").exists()

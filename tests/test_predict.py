@@ -11,7 +11,8 @@ from PIL import Image
 import efficientnet_tf
 from efficientnet_tf.data.synthetic import render_split
 from efficientnet_tf.predict import main as predict_main
-from export import Trained, export_trained
+from efficientnet_tf.training import Trained
+from export import export_trained
 
 NAMES = ["apple", "banana", "cherry", "date", "elder"]
 SIZE = 32

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 import efficientnet_tf
+from efficientnet_tf.files import atomic_write, atomic_write_text
 from efficientnet_tf.training.checkpoint import (
     Checkpointer,
     TrainingDiverged,
@@ -21,7 +22,6 @@ from efficientnet_tf.training.checkpoint import (
     restore,
 )
 from efficientnet_tf.training.ema import ExponentialMovingAverage
-from efficientnet_tf.training.files import atomic_write, atomic_write_text
 
 TINY_BLOCKS = ["r1_k3_s1_e1_i16_o16_c1", "r1_k3_s2_e4_i16_o24_se0.25"]
 

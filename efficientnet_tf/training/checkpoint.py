@@ -31,7 +31,8 @@ from typing import Any, Optional, Protocol, Sequence
 import keras
 import numpy as np
 
-from efficientnet_tf.training.files import TEMP_PREFIX, atomic_write, atomic_write_text
+from efficientnet_tf.errors import one_line
+from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text
 
 _METADATA_KEY = "metadata"
 _LOG = "log.csv"
@@ -242,7 +243,7 @@ def _read(path: str) -> tuple[dict, dict]:
             arrays = {key: archive[key] for key in archive.files}
         return json.loads(str(arrays.pop(_METADATA_KEY))), arrays
     except _UNREADABLE as error:
-        raise UnreadableCheckpoint(f"Checkpoint {path} is unreadable ({_one_line(error)})") from error
+        raise UnreadableCheckpoint(f"Checkpoint {path} is unreadable ({type(error).__name__}: {one_line(error)})") from error
 
 
 def _checkpoints(directory: str) -> list[str]:
@@ -264,7 +265,3 @@ def _csv(history: list[dict[str, float]]) -> str:
     for epoch, logs in enumerate(history, start=1):  # 1-based, as the progress bar counts
         writer.writerow({"epoch": epoch, **logs})
     return text.getvalue()
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())

@@ -28,8 +28,8 @@ from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
 
+from efficientnet_tf.files import atomic_write_text
 from efficientnet_tf.published import keras_home
-from efficientnet_tf.training.files import atomic_write_text
 from efficientnet_tf.validation import check_float
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")

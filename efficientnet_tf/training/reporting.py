@@ -7,7 +7,7 @@ from typing import Mapping, Sequence
 
 import keras
 
-from efficientnet_tf.training.files import atomic_write
+from efficientnet_tf.files import atomic_write
 
 
 class EpochReport(keras.callbacks.Callback):

@@ -35,15 +35,16 @@ import tensorflow as tf
 import efficientnet_tf
 from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
-from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint, restore
+from efficientnet_tf.files import atomic_write, atomic_write_text
+from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
 from efficientnet_tf.training.config import Config, config_from_json, differences
 from efficientnet_tf.training.ema import ExponentialMovingAverage
-from efficientnet_tf.training.files import atomic_write, atomic_write_text
 from efficientnet_tf.layers import synchronize_batchnorm
 from efficientnet_tf.training.hardware import (
     ProbeTarget, WorkerLost, describe, is_chief, make_strategy, pick_jit_compile, pick_precision,
 )  # fmt: skip
 from efficientnet_tf.training.keras_patches import is_multi_worker
+from efficientnet_tf.training.loading import model_from_config, restore_inference_weights
 from efficientnet_tf.training.optimizer import add_weight_decay, make_optimizer
 from efficientnet_tf.training.progressive import ProgressiveLearning, progressive_stages
 from efficientnet_tf.training.reporting import EpochReport, plot_history, summary_line
@@ -162,14 +163,6 @@ def stages(config: Config) -> list:
         randaug_magnitude=(p.min_randaug_magnitude, d.randaug_magnitude),
         mixup_alpha=(p.min_mixup_alpha, d.mixup_alpha), cutmix_alpha=(p.min_cutmix_alpha, d.cutmix_alpha),
         dropout=(p.min_dropout, dropout) if scheduled else None,
-    )  # fmt: skip
-
-
-def make_model(config: Config, num_classes: int, weights: Optional[str]) -> keras.Model:
-    m = config.model
-    return efficientnet_tf.get_model(
-        m.name, num_classes=num_classes, weights=weights, width=m.width, depth=m.depth,
-        dropout_rate=m.dropout, survival_prob=m.survival_prob,
     )  # fmt: skip
 
 
@@ -303,15 +296,13 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
     with distribution.scope():
         # Initial weights are loaded even when a checkpoint will be restored over them, so a run
         # whose checkpoints all turn out unreadable still starts from them.
-        model = make_model(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
+        model = model_from_config(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
         synchronize_batchnorm(model, config.train.sync_batchnorm)
         compile_model(model, config, info.num_train // global_batch, jit_compile[0])
         ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
     report = EpochReport(global_batch)
     if mode == "eval":
-        if ema is not None:
-            ema.build(model)
-        restore(checkpoint, model, ema=ema)
+        restore_inference_weights(checkpoint, model, ema)
         history = []
     else:
         atomic_write_text(os.path.join(write_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
@@ -323,8 +314,8 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
         model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
                   validation_data=evaluation if mode == "train_and_eval" else None)  # fmt: skip
         history = checkpointer.history
-    if ema is not None:
-        ema.copy_to_model()
+        if ema is not None:
+            ema.copy_to_model()
     results = model.evaluate(evaluation, verbose=0, return_dict=True)
     title = f"{config.model.name} on {info.name}"
     weights = f"{'EMA' if ema is not None else 'raw'} weights, {sizes(config)[1]} px, {info.num_eval} images"

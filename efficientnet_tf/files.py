@@ -13,6 +13,8 @@ import os
 import uuid
 from typing import Callable
 
+from efficientnet_tf.errors import one_line
+
 # Temporary files start with this prefix and end with the target's own name, so
 # writers that insist on a suffix (".keras", ".weights.h5", ".npz") accept them.
 TEMP_PREFIX = ".tmp-"
@@ -39,8 +41,7 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         if not isinstance(error, Exception):  # KeyboardInterrupt and friends pass through.
             raise
         cause = error.strerror if isinstance(error, OSError) and error.strerror else f"{type(error).__name__}: {error}"
-        cause = " ".join(str(cause).split())
-        raise OSError(f"Could not write {path}: {cause}") from error
+        raise OSError(f"Could not write {path}: {one_line(cause)}") from error
 
 
 def atomic_write_text(path: str, text: str) -> None:
