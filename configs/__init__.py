@@ -6,7 +6,7 @@ from typing import Mapping
 
 from configs.datasets import PRESETS, dataset_layer, folder_schedule, is_folder
 from configs.recipes import SCHEDULES, model_layer
-from efficientnet_tf.training.config import Config, build_config
+from efficientnet_tf.training.config import Config, build_config, resolve
 
 
 def recipe(model: str, dataset: str = "synthetic", schedule: str = "paper", overrides: Mapping[str, object] = ()) -> Config:
@@ -24,7 +24,7 @@ def recipe(model: str, dataset: str = "synthetic", schedule: str = "paper", over
     if is_folder(dataset):
         first = build_config(*layers, overrides)
         layers.append(folder_schedule(first, first.train.epochs if "train.epochs" in overrides else None))
-    return build_config(*layers, overrides)
+    return resolve(*layers, overrides)
 
 
 __all__ = ["PRESETS", "SCHEDULES", "recipe", "model_layer", "dataset_layer", "folder_schedule"]

@@ -39,7 +39,7 @@ def error_line(result):
         (["--train.epochs=many"], "'train.epochs' takes an integer"),
         (["--dataset=mnist", "--data_dir={tmp}/tfds"], "is not prepared"),
         (["--model_dir=/proc/forbidden"], "is not writable"),
-        (["--batch_size=512", "--data.synthetic_train=64"], "batch_size 512 is larger than the 64 training images"),
+        (["--batch_size=512", "--data.synthetic_train=64"], "batch_size 512 is larger than the 64 training examples"),
         (["--bogus=1"], "Unknown command line flag 'bogus'; `python train.py --help` lists the flags."),
         (["--train.sync_batchnorm=maybe"], "'train.sync_batchnorm' takes true or false, got 'maybe'"),
         (["--strategy=tpu", "--tpu=local"], "strategy tpu: no TPU reachable at 'local' (NotFoundError"),

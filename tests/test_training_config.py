@@ -5,7 +5,7 @@ import json
 import pytest
 
 import configs
-from efficientnet_tf import model_names
+from efficientnet_tf import get_spec, model_names
 from efficientnet_tf.training.config import Config, build_config, config_from_json, differences, parse_overrides
 
 
@@ -46,7 +46,7 @@ def test_automl_schedule_is_the_released_one(name, size, magnitude, alpha):
     c = configs.recipe(name, "imagenet2012", schedule="automl")
     assert c.progressive.style == "automl" and c.progressive.min_dropout is None  # dropout not scheduled
     assert (c.data.image_size, c.data.randaug_magnitude, c.data.mixup_alpha, c.data.cutmix_alpha) == (size, magnitude, alpha, alpha)
-    assert c.model.dropout is None  # the model's own rate
+    assert c.model.dropout == get_spec(name).dropout  # the model's own rate, resolved
 
 
 def test_finetune_presets_follow_the_paper_transfer_recipe():
@@ -117,11 +117,9 @@ def test_an_empty_image_folder_is_a_one_line_error_before_any_work(tmp_path):
     ],
 )
 def test_relations_between_fields_are_checked_before_any_work(overrides, message):
-    from efficientnet_tf.training.trainer import check
-
     with pytest.raises(ValueError) as info:
-        check(configs.recipe("efficientnetv2-s", "imagenet2012", overrides=overrides))
-    assert message in str(info.value)
+        configs.recipe("efficientnetv2-s", "imagenet2012", overrides=overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_automl_style_never_schedules_dropout():
@@ -132,3 +130,33 @@ def test_automl_style_never_schedules_dropout():
     plan = stages(configs.recipe("efficientnetv2-s", "imagenet2012"))
     assert [s.image_size for s in plan] == [128, 185, 243, 300] and [s.first_epoch for s in plan] == [0, 87, 175, 262]
     assert [round(s.dropout, 3) for s in plan] == [0.1, 0.167, 0.233, 0.3]
+
+
+def test_resolve_fills_the_models_values_once_and_config_json_states_them(tmp_path):
+    from efficientnet_tf.training.config import resolve
+    from efficientnet_tf.training.trainer import prepare_model_dir
+
+    config = resolve({"model.name": "efficientnetv2-b1", "data.augmentation": "none", "train.epochs": 8})
+    # efficientnetv2-b1's ModelSpec: trains at 192 px, evaluates at 240 px, head dropout 0.2.
+    assert (config.data.image_size, config.data.eval_size, config.model.dropout) == (192, 240, 0.2)
+    assert config.data.augmentation is None  # one spelling: `none` on the command line is None in the config
+    assert resolve(config) == config
+    prepare_model_dir(str(tmp_path), config)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["data"]["image_size"], saved["data"]["eval_size"], saved["model"]["dropout"]) == (192, 240, 0.2)
+    assert saved["data"]["augmentation"] is None
+
+
+def test_a_run_saved_before_resolution_still_resumes_and_a_real_change_is_one_line(tmp_path):
+    from efficientnet_tf.training.config import resolve
+    from efficientnet_tf.training.trainer import prepare_model_dir
+
+    config = resolve({"model.name": "efficientnetv2-b0", "data.augmentation": "none", "train.epochs": 8})
+    old = config.to_dict()  # as older versions saved it: the model's values as 0/None, augmentation as text
+    old["data"].update(image_size=0, eval_size=0, augmentation="none")
+    old["model"]["dropout"] = None
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    prepare_model_dir(str(tmp_path), config)  # the same run: no error
+    with pytest.raises(ValueError, match=r"another config \(data.image_size: 192 -> 160\); use a new --model_dir") as info:
+        prepare_model_dir(str(tmp_path), resolve(config, {"data.image_size": 160}))
+    assert "\n" not in str(info.value)

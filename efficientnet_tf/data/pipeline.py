@@ -30,7 +30,7 @@ from efficientnet_tf.data.sources import Source, Split, folder_source, tfds_sour
 from efficientnet_tf.data.synthetic import synthetic_source
 from efficientnet_tf.validation import check_choice, check_float, check_int
 
-AUGMENTATIONS = (None, "randaugment", "autoaugment")
+AUGMENTATIONS = ("randaugment", "autoaugment", None)  # None: no augmentation (`none` on the command line)
 AUTOTUNE = tf.data.AUTOTUNE
 
 

@@ -10,7 +10,7 @@ the same by hand (see examples/quickstart.ipynb).
 """
 
 from efficientnet_tf.training.checkpoint import Checkpointer, TrainingDiverged, latest_checkpoint, restore
-from efficientnet_tf.training.config import Config, build_config
+from efficientnet_tf.training.config import Config, build_config, resolve
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.loading import Trained, load_trained
 from efficientnet_tf.training.optimizer import RMSprop, add_weight_decay, make_optimizer
@@ -21,5 +21,5 @@ from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_r
 __all__ = [
     "Checkpointer", "Config", "ExponentialMovingAverage", "ProgressiveLearning", "RMSprop", "Stage", "Trained", "TrainingDiverged",
     "WarmupSchedule", "add_weight_decay", "build_config", "latest_checkpoint", "load_trained", "make_deterministic", "make_optimizer",
-    "progressive_stages", "restore", "scaled_learning_rate",
+    "progressive_stages", "resolve", "restore", "scaled_learning_rate",
 ]  # fmt: skip

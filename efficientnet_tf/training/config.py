@@ -4,7 +4,10 @@ A run's config is the defaults below (the papers' ImageNet recipe), then a
 model layer, a dataset layer and the command line, each a flat dict of dotted
 names (`"optimizer.lr_per_256": 0.016`). Every value is checked against the
 field's type when it is applied, so a typo or a wrong type fails before any
-work starts, with the close matches named. The resolved config is saved with
+work starts, with the close matches named. `resolve` then fills every value
+the model decides (sizes, dropout) from its `ModelSpec` and checks every
+relation between fields, once; the rest of the code reads the resolved
+values and never looks at the spec again. The resolved config is saved with
 the run as JSON.
 
 We use our own dataclasses rather than ml_collections: the schema, its
@@ -20,7 +23,10 @@ import json
 import math
 import types
 import typing
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from efficientnet_tf.data.pipeline import AUGMENTATIONS
+from efficientnet_tf.registry import get_spec
 
 
 @dataclasses.dataclass
@@ -43,7 +49,7 @@ class DataConfig:
     batch_size: int = 4096  # global
     image_size: int = 0  # last training size; 0: the model's
     eval_size: int = 0  # 0: the model's
-    augmentation: str = "randaugment"  # randaugment, autoaugment or none
+    augmentation: Optional[str] = "randaugment"  # randaugment, autoaugment or none
     randaug_layers: int = 2
     randaug_magnitude: float = 15.0  # the end value when scheduled
     mixup_alpha: float = 0.0
@@ -177,10 +183,63 @@ def parse_overrides(args: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def resolve(*layers: Union[Config, Mapping[str, Any]]) -> Config:
+    """`build_config(*layers)` with the model's own values filled in and every relation checked.
+
+    A layer may be a whole `Config` (resolving a resolved config changes
+    nothing). Sizes and dropout left to the model (0 or None) take the
+    `ModelSpec`'s values here, so the saved config.json states what ran.
+    """
+    config = build_config(*(layer.flat() if isinstance(layer, Config) else layer for layer in layers))
+    spec, data = get_spec(config.model.name), config.data
+    data.image_size = data.image_size or spec.train_size
+    data.eval_size = data.eval_size or spec.eval_size
+    if config.model.dropout is None:
+        config.model.dropout = spec.dropout
+    _check_relations(config)
+    return config
+
+
+def _check_relations(config: Config) -> None:
+    """Rules between fields, named by their dotted keys, so a bad combination fails before any work starts."""
+    data, progressive, train, optimizer = config.data, config.progressive, config.train, config.optimizer
+    epochs, stages, warmup = train.epochs, progressive.stages, optimizer.warmup_epochs
+    augmentations = ", ".join(name or "none" for name in AUGMENTATIONS)
+    rules = [
+        (epochs >= 1, f"train.epochs must be at least 1, got {epochs}"),
+        (1 <= stages <= epochs, f"progressive.stages must be in [1, train.epochs={epochs}], got {stages}; "
+                                f"pass more --epochs or --progressive.stages={min(max(epochs, 1), 4)}"),
+        (0 <= warmup <= epochs, f"optimizer.warmup_epochs must be in [0, train.epochs={epochs}], got {warmup}; "
+                                "pass more --epochs or a smaller --optimizer.warmup_epochs"),
+        (data.batch_size >= 1 and data.shuffle_buffer >= 1, "data.batch_size and data.shuffle_buffer must be at least 1"),
+        (0 <= train.ema_decay < 1, f"train.ema_decay must be in [0, 1) (0: no EMA), got {train.ema_decay}"),
+        (train.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}"),
+        (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
+        (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+    ]  # fmt: skip
+    if stages > 1:
+        ends = {"image_size": (progressive.min_image_size, data.image_size),
+                "randaug_magnitude": (progressive.min_randaug_magnitude, data.randaug_magnitude),
+                "mixup_alpha": (progressive.min_mixup_alpha, data.mixup_alpha),
+                "cutmix_alpha": (progressive.min_cutmix_alpha, data.cutmix_alpha)}  # fmt: skip
+        if schedules_dropout(config):
+            ends["dropout"] = (progressive.min_dropout, config.model.dropout)
+        rules += [(low <= high, f"progressive.min_{name} {low} is above the end value {high}; lower --progressive.min_{name}")
+                  for name, (low, high) in ends.items()]  # fmt: skip
+    for ok, message in rules:
+        if not ok:
+            raise ValueError(message + ".")
+
+
+def schedules_dropout(config: Config) -> bool:
+    """Whether progressive learning grows the head dropout (the released code never does)."""
+    return config.progressive.min_dropout is not None and config.progressive.style == "paper"
+
+
 def config_from_json(text: str) -> Config:
-    """A saved config; fields added since it was saved take their defaults."""
+    """A saved config, resolved; fields added since it was saved take their defaults."""
     data = json.loads(text)
-    return build_config({f"{s}.{k}": v for s, fields in data.items() for k, v in fields.items()})
+    return resolve({f"{s}.{k}": v for s, fields in data.items() for k, v in fields.items()})
 
 
 def differences(saved: Config, current: Config) -> list[str]:

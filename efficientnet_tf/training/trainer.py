@@ -37,7 +37,7 @@ from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
 from efficientnet_tf.files import atomic_write, atomic_write_text
 from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
-from efficientnet_tf.training.config import Config, config_from_json, differences
+from efficientnet_tf.training.config import Config, config_from_json, differences, resolve, schedules_dropout
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.layers import synchronize_batchnorm
 from efficientnet_tf.training.hardware import (
@@ -52,42 +52,6 @@ from efficientnet_tf.training.reproducibility import check_deterministic_strateg
 from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
 
 MODES = ("train", "eval", "train_and_eval")
-AUGMENTATIONS = ("randaugment", "autoaugment", "none")
-
-
-def sizes(config: Config) -> tuple[int, int, float]:
-    """The last training size, the eval size and the head dropout, with the model's defaults filled in."""
-    spec, data = efficientnet_tf.get_spec(config.model.name), config.data
-    dropout = spec.dropout if config.model.dropout is None else config.model.dropout
-    return data.image_size or spec.train_size, data.eval_size or spec.eval_size, dropout
-
-
-def check(config: Config) -> None:
-    """Relations between fields, named by their dotted keys, before any work starts."""
-    d, p, t, o = config.data, config.progressive, config.train, config.optimizer
-    image_size, _, dropout = sizes(config)
-    rules = [
-        (t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs}"),
-        (1 <= p.stages <= t.epochs, f"progressive.stages must be in [1, train.epochs={t.epochs}], got {p.stages}; "
-                                    f"pass more --epochs or --progressive.stages={min(max(t.epochs, 1), 4)}"),
-        (0 <= o.warmup_epochs <= t.epochs, f"optimizer.warmup_epochs must be in [0, train.epochs={t.epochs}], got "
-                                           f"{o.warmup_epochs}; pass more --epochs or a smaller --optimizer.warmup_epochs"),
-        (d.batch_size >= 1 and d.shuffle_buffer >= 1, "data.batch_size and data.shuffle_buffer must be at least 1"),
-        (0 <= t.ema_decay < 1, f"train.ema_decay must be in [0, 1) (0: no EMA), got {t.ema_decay}"),
-        (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {t.keep_checkpoints}"),
-        (d.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {', '.join(AUGMENTATIONS)}, got {d.augmentation!r}"),
-        (not (d.eval_dir and d.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
-    ]  # fmt: skip
-    if p.stages > 1:
-        ends = {"image_size": (p.min_image_size, image_size), "randaug_magnitude": (p.min_randaug_magnitude, d.randaug_magnitude),
-                "mixup_alpha": (p.min_mixup_alpha, d.mixup_alpha), "cutmix_alpha": (p.min_cutmix_alpha, d.cutmix_alpha)}  # fmt: skip
-        if p.min_dropout is not None and p.style == "paper":
-            ends["dropout"] = (p.min_dropout, dropout)
-        rules += [(lo <= hi, f"progressive.min_{k} {lo} is above the end value {hi}; lower --progressive.min_{k}")
-                  for k, (lo, hi) in ends.items()]  # fmt: skip
-    for ok, message in rules:
-        if not ok:
-            raise ValueError(message + ".")
 
 
 def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None) -> tuple:
@@ -99,30 +63,24 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
     number of steps per epoch, and all of them read one `AugmentState`, so a
     progressive stage change reaches every replica from the epoch's first batch.
     """
-    data, spec = config.data, efficientnet_tf.get_spec(config.model.name)
-    image_size, eval_size, _ = sizes(config)
+    data, family = config.data, efficientnet_tf.get_spec(config.model.name).family
     if data.dataset == "synthetic":
         source = synthetic_source(
-            num_classes=data.synthetic_classes, resolution=max(image_size, eval_size),
+            num_classes=data.synthetic_classes, resolution=max(data.image_size, data.eval_size),
             train_size=data.synthetic_train, eval_size=data.synthetic_eval, seed=config.train.seed,
         )  # fmt: skip
     elif data.eval_dir:
         source = folder_source(data.dataset, data.eval_dir)
     else:
         source = resolve_source(data.dataset, data.data_dir or None)
-    if source.train.size < data.batch_size:
-        raise ValueError(
-            f"batch_size {data.batch_size} is larger than the {source.train.size} training images of "
-            f"{source.name!r}; pass --batch_size={max(1, source.train.size // 4)} or smaller."
-        )
 
     def datasets(state=None, input_context=None):
         # The knobs start a new AugmentState; a shared one already holds them.
         knobs = {} if state is not None else dict(randaug_magnitude=data.randaug_magnitude, mixup_alpha=data.mixup_alpha,
                                       cutmix_alpha=data.cutmix_alpha)  # fmt: skip
         return make_datasets(
-            source, family=spec.family, image_size=image_size, eval_size=eval_size, batch_size=data.batch_size,
-            augmentation=None if data.augmentation == "none" else data.augmentation, randaug_layers=data.randaug_layers,
+            source, family=family, image_size=data.image_size, eval_size=data.eval_size, batch_size=data.batch_size,
+            augmentation=data.augmentation, randaug_layers=data.randaug_layers,
             shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic", state=state,
             input_context=input_context, seed=config.train.seed, **knobs,
         )  # fmt: skip
@@ -155,14 +113,12 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
 def stages(config: Config) -> list:
     """The progressive-learning stages; the end values are the data and model fields."""
     p, d = config.progressive, config.data
-    image_size, _, dropout = sizes(config)
-    scheduled = p.min_dropout is not None and p.style == "paper"  # the released code never schedules it
     return progressive_stages(
         config.train.epochs, p.stages, style=p.style,
-        image_size=(p.min_image_size, image_size),
+        image_size=(p.min_image_size, d.image_size),
         randaug_magnitude=(p.min_randaug_magnitude, d.randaug_magnitude),
         mixup_alpha=(p.min_mixup_alpha, d.mixup_alpha), cutmix_alpha=(p.min_cutmix_alpha, d.cutmix_alpha),
-        dropout=(p.min_dropout, dropout) if scheduled else None,
+        dropout=(p.min_dropout, config.model.dropout) if schedules_dropout(config) else None,
     )  # fmt: skip
 
 
@@ -233,7 +189,7 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
-    check(config)
+    config = resolve(config)
     start = time.perf_counter()
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
     if config.train.deterministic:
@@ -318,7 +274,7 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
             ema.copy_to_model()
     results = model.evaluate(evaluation, verbose=0, return_dict=True)
     title = f"{config.model.name} on {info.name}"
-    weights = f"{'EMA' if ema is not None else 'raw'} weights, {sizes(config)[1]} px, {info.num_eval} images"
+    weights = f"{'EMA' if ema is not None else 'raw'} weights, {config.data.eval_size} px, {info.num_eval} images"
     line = summary_line(title, results, weights, time.perf_counter() - start, report)
     if mode != "eval":
         atomic_write(os.path.join(write_dir, "model.keras"), lambda tmp: model.save(tmp))
