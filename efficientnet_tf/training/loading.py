@@ -23,7 +23,7 @@ from efficientnet_tf.errors import one_line
 from efficientnet_tf.model import get_model
 from efficientnet_tf.registry import get_spec
 from efficientnet_tf.training.checkpoint import UnreadableCheckpoint, latest_checkpoint, restore
-from efficientnet_tf.training.config import Config, config_from_json
+from efficientnet_tf.training.config import Config, ModelConfig, config_from_json
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 
 
@@ -63,12 +63,11 @@ def load_trained(path: str) -> Trained:
     raise ValueError(f"model {path!r} is neither a training directory nor a .keras file; pass one of those.")
 
 
-def model_from_config(config: Config, num_classes: int, weights: Optional[str] = None) -> keras.Model:
-    """The config's model (architecture, scaling, dropout, stochastic depth) with `num_classes` outputs."""
-    m = config.model
+def model_from_config(section: ModelConfig, num_classes: int, weights: Optional[str] = None) -> keras.Model:
+    """The model section's network (architecture, scaling, dropout, stochastic depth) with `num_classes` outputs."""
     return get_model(
-        m.name, num_classes=num_classes, weights=weights, width=m.width, depth=m.depth,
-        dropout_rate=m.dropout, survival_prob=m.survival_prob,
+        section.name, num_classes=num_classes, weights=weights, width=section.width, depth=section.depth,
+        dropout_rate=section.dropout, survival_prob=section.survival_prob,
     )  # fmt: skip
 
 
@@ -100,8 +99,7 @@ def _from_training_dir(directory: str, keras_file: Optional[str] = None) -> Trai
         model = _load_keras(final)
     else:
         model = _from_checkpoint(directory, config, len(class_names))
-    spec = get_spec(config.model.name)
-    return Trained(model, class_names, spec.family, config.data.eval_size or spec.eval_size, config)
+    return Trained(model, class_names, get_spec(config.model.name).family, config.data.eval_size, config)
 
 
 def _from_checkpoint(directory: str, config: Config, num_classes: int) -> keras.Model:
@@ -109,7 +107,7 @@ def _from_checkpoint(directory: str, config: Config, num_classes: int) -> keras.
     path = latest_checkpoint(directory)
     if path is None:
         raise ValueError(f"{directory!r} has neither model.keras nor a ckpt-*.npz checkpoint; train there first.")
-    model = model_from_config(config, num_classes)
+    model = model_from_config(config.model, num_classes)
     ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
     try:
         restore_inference_weights(path, model, ema)

@@ -252,7 +252,7 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
     with distribution.scope():
         # Initial weights are loaded even when a checkpoint will be restored over them, so a run
         # whose checkpoints all turn out unreadable still starts from them.
-        model = model_from_config(config, info.num_classes, None if mode == "eval" else config.model.init_weights)
+        model = model_from_config(config.model, info.num_classes, None if mode == "eval" else config.model.init_weights)
         synchronize_batchnorm(model, config.train.sync_batchnorm)
         compile_model(model, config, info.num_train // global_batch, jit_compile[0])
         ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
