@@ -206,3 +206,17 @@ def test_broken_symlinks_and_loops_are_skipped_and_counted(folder, caplog):
     assert src.train.size == 13
     scan = [r.getMessage() for r in caplog.records if "while scanning" in r.getMessage()]
     assert len(scan) == 1 and "skipped 3" in scan[0]
+
+
+def test_a_clean_folder_pass_logs_nothing_from_tensorflow(folder):
+    """The end-of-pass marker is not a file: TF must not log a failed read for it on every pass."""
+    import subprocess
+    import sys
+
+    script = (f"from efficientnet_tf.data import make_datasets\n"
+              f"train, _, _ = make_datasets({str(folder)!r}, family='efficientnetv2', image_size=16, batch_size=4)\n"
+              f"for _ in train.take(6): pass\n")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "OP_REQUIRES failed" not in result.stderr and "NOT_FOUND" not in result.stderr, result.stderr[-2000:]

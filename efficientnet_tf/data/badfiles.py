@@ -96,7 +96,8 @@ def decode_files(files: tf.data.Dataset, decode: Callable[[tf.Tensor, tf.Tensor]
     """
 
     def attempt(path, label, key):
-        good = tf.data.Dataset.from_tensors((path, label, key)).map(
+        # The end-of-pass marker (an empty path) is never read: TF would log a NOT_FOUND warning for it.
+        good = tf.data.Dataset.from_tensors((path, label, key)).filter(lambda p, y, k: tf.strings.length(p) > 0).map(
             lambda p, y, k: (decode(read_image_file(p), k), y, k, p, True)
         ).ignore_errors()
         failed = tf.data.Dataset.from_tensors((tf.zeros([0, 0, 3], tf.uint8), label, key, path, False))
