@@ -72,6 +72,10 @@ def test_bad_files_are_skipped_counted_and_warned_once(folder, caplog):
     assert len(decode) == 1 and "skipped 2" in decode[0].getMessage()
     assert "truncated.jpg" in decode[0].getMessage() and "corrupt.jpg" in decode[0].getMessage()
     assert len(info.bad_files) == 4
+    caplog.clear()  # a second scan (train.py's folder recipe counts the images first) still skips, warns no more
+    again = folder_source(str(folder), eval_dir=str(folder))
+    assert again.train.size == 14 and len(again.train.scanned.paths) == 2
+    assert not [r for r in caplog.records if "while scanning" in r.getMessage()]
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ import tensorflow as tf
 
 log = logging.getLogger("efficientnet_tf.data")
 FIRST_PATHS = 5
+_REPORTED: set[tuple[str, str]] = set()  # (path, when) pairs already in a warning of this process
+_REPORTED_LOCK = threading.Lock()
 
 
 class BadFileLog:
@@ -39,11 +41,17 @@ class BadFileLog:
         return sum(when == "decode" for when in self._paths.values())
 
     def add(self, paths: list[str], when: str) -> None:
-        """Record paths skipped `when` (e.g. "while scanning") and warn once about those not yet recorded."""
-        with self._lock:
+        """Record paths skipped `when` (e.g. "while scanning"); warn about those no log of this process has reported.
+
+        A run scans its folder twice (the folder recipe counts the images
+        before training lists them), and one warning is enough.
+        """
+        with self._lock, _REPORTED_LOCK:
             paths = [p for p in dict.fromkeys(paths) if p not in self._paths]
             for path in paths:
                 self._paths[path] = when
+            paths = [p for p in paths if (p, when) not in _REPORTED]
+            _REPORTED.update((p, when) for p in paths)
         if not paths:
             return
         shown = ", ".join(paths[:FIRST_PATHS]) + (", ..." if len(paths) > FIRST_PATHS else "")
