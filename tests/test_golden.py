@@ -11,6 +11,7 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf import count_flops
+from harness import TINY
 
 # name: (total params, trainable params, GMACs at the eval size)
 GOLDEN = {
@@ -74,7 +75,7 @@ def test_flops_by_name_uses_eval_size_and_scales_with_resolution():
     # Convolution cost grows with area; 192 px is a quarter of 384 px.
     assert count_flops("efficientnetv2-s", 192) == pytest.approx(at_eval / 4, rel=0.02)
     with pytest.raises(ValueError, match="image_size"):
-        count_flops(efficientnet_tf.get_model("efficientnetv2-b0", width=0.25, depth=0.25))
+        count_flops(efficientnet_tf.get_model("efficientnetv2-b0", **TINY))
 
 
 def test_summary_command_prints_table():

@@ -17,6 +17,7 @@ import pytest
 import efficientnet_tf
 from efficientnet_tf import compound_scaling, count_flops, get_model
 from efficientnet_tf.data import AugmentState, folder_source, make_datasets, synthetic_source
+from harness import TINY, assert_one_line_error
 
 B0 = "efficientnet-b0"
 MISSING_FOLDER = "./no/such/image/folder"
@@ -134,12 +135,6 @@ STATE_CASES = {
 }
 
 
-def _check_one_line(error, kind, text):
-    message = str(error.value)
-    assert error.type is kind, (error.type, message)
-    assert text in message and "\n" not in message, message
-
-
 @pytest.fixture
 def no_model_building(monkeypatch):
     def tripwire(*args, **kwargs):
@@ -153,7 +148,7 @@ def test_bad_model_arguments(case, no_model_building):
     call, kind, text = {**MODEL_CASES, **SCALING_CASES}[case]
     with pytest.raises(Exception) as error:
         call()
-    _check_one_line(error, kind, text)
+    assert_one_line_error(error, kind, text)
 
 
 @pytest.mark.parametrize("case", list(PIPELINE_CASES))
@@ -161,7 +156,7 @@ def test_bad_pipeline_arguments_fail_before_the_source_is_read(case):
     call, kind, text = PIPELINE_CASES[case]
     with pytest.raises(Exception) as error:
         call()
-    _check_one_line(error, kind, text)
+    assert_one_line_error(error, kind, text)
 
 
 @pytest.mark.parametrize("case", list(STATE_CASES))
@@ -171,7 +166,7 @@ def test_bad_augment_state_values_change_nothing(case):
     call, kind, text = STATE_CASES[case]
     with pytest.raises(Exception) as error:
         call(state)
-    _check_one_line(error, kind, text)
+    assert_one_line_error(error, kind, text)
     assert state.values() == before
 
 
@@ -188,8 +183,8 @@ def test_numpy_scalars_are_accepted_as_numbers():
 
 
 def test_constructor_names_the_model_and_get_model_takes_name_keyword():
-    assert efficientnet_tf.EfficientNetB0(name="mynet", width=0.25, depth=0.25).name == "mynet"
-    assert get_model(B0, name="other", width=0.25, depth=0.25).name == "other"
+    assert efficientnet_tf.EfficientNetB0(name="mynet", **TINY).name == "mynet"
+    assert get_model(B0, name="other", **TINY).name == "other"
     assert efficientnet_tf.EfficientNetV2S.__name__ == "EfficientNetV2S"
 
 

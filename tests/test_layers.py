@@ -1,7 +1,6 @@
 import numpy as np
 import keras
 import pytest
-import tensorflow as tf
 
 from efficientnet_tf.layers import (
     BatchNorm,
@@ -11,23 +10,13 @@ from efficientnet_tf.layers import (
     SqueezeExcite,
     StochasticDepth,
 )
+from harness import assert_layer_round_trips
 
 RNG = np.random.default_rng(0)
 
 
 def _images(shape=(4, 8, 8, 16)):
     return RNG.normal(size=shape).astype("float32")
-
-
-def _round_trip(layer, x):
-    """Serializes `layer` through its config (as load_model does) and copies the weights."""
-    y = layer(x)
-    config = keras.saving.serialize_keras_object(layer)
-    clone = keras.saving.deserialize_keras_object(config)  # no custom_objects needed
-    if not clone.built:
-        clone.build(x.shape)
-    clone.set_weights(layer.get_weights())
-    return y, clone(x)
 
 
 @pytest.mark.parametrize(
@@ -44,10 +33,7 @@ def _round_trip(layer, x):
     ],
 )
 def test_layers_serialize_and_restore(layer):
-    layer = layer()
-    y, y_clone = _round_trip(layer, _images())
-    np.testing.assert_allclose(y_clone, y, atol=1e-6)
-    assert type(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))) is type(layer)
+    assert_layer_round_trips(layer(), _images())
 
 
 def test_block_structure_follows_the_reference():

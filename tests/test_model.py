@@ -6,19 +6,8 @@ import pytest
 
 import efficientnet_tf
 from efficientnet_tf import get_model
-from efficientnet_tf.layers import FusedMBConv, HeadDropout, MBConv
 from efficientnet_tf.model import endpoint_layers, features_model, scaled_stages
-
-TINY = dict(width=0.25, depth=0.2)
-RNG = np.random.default_rng(0)
-
-
-def _images(n=2, size=64):
-    return RNG.uniform(0, 255, size=(n, size, size, 3)).astype("float32")
-
-
-def _blocks(model):
-    return [layer for layer in model.layers if isinstance(layer, (MBConv, FusedMBConv))]
+from harness import TINY, assert_features, blocks, images
 
 
 def test_constructors_cover_every_name():
@@ -37,22 +26,22 @@ def test_any_image_size_with_and_without_top():
     model = get_model("efficientnetv2-b0", num_classes=7, **TINY)
     assert model.input_shape == (None, None, None, 3)
     for size in (33, 64, 97):
-        out = model.predict(_images(2, size), verbose=0)
+        out = model.predict(images(2, size), verbose=0)
         assert out.shape == (2, 7)
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
     backbone = get_model("efficientnet-b0", include_top=False, **TINY)
-    assert backbone(_images(1, 96)).shape[1:3] == (3, 3)
+    assert backbone(images(1, 96)).shape[1:3] == (3, 3)
     assert get_model("efficientnet-b0", include_top=False, pooling="avg", **TINY).output_shape[-1] == 1280 // 4
-    assert get_model("efficientnet-b0", include_top=False, pooling="max", **TINY)(_images(1)).shape.rank == 2
+    assert get_model("efficientnet-b0", include_top=False, pooling="max", **TINY)(images(1)).shape.rank == 2
     fixed = get_model("efficientnet-b0", input_shape=(96, 96, 3), **TINY)
     assert fixed.input_shape == (None, 96, 96, 3)
 
 
 def test_classifier_activation_dropout_and_momentum_options():
     logits = get_model("efficientnet-b0", classifier_activation=None, dropout_rate=0.05, bn_momentum=0.5, **TINY)
-    assert not np.allclose(logits.predict(_images(), verbose=0).sum(axis=1), 1.0)
+    assert not np.allclose(logits.predict(images(), verbose=0).sum(axis=1), 1.0)
     assert logits.get_layer("top_dropout").rate == pytest.approx(0.05)
-    assert {l.bn_momentum for l in _blocks(logits)} == {0.5}
+    assert {l.bn_momentum for l in blocks(logits)} == {0.5}
     assert logits.get_layer("stem_bn").momentum == 0.5
     default = get_model("efficientnetv2-s", **TINY)
     assert default.get_layer("top_dropout").rate == pytest.approx(0.2)
@@ -62,13 +51,12 @@ def test_classifier_activation_dropout_and_momentum_options():
 
 def test_survival_prob_sets_linear_stochastic_depth():
     model = get_model("efficientnet-b0", survival_prob=0.5)
-    blocks = _blocks(model)
-    rates = [block.drop_rate for block in blocks]
+    rates = [block.drop_rate for block in blocks(model)]
     np.testing.assert_allclose(rates, [0.5 * i / 16 for i in range(16)])
     # Only residual blocks carry the stochastic depth layer.
-    for block in blocks:
+    for block in blocks(model):
         assert (block.stochastic_depth is not None) == (block.has_residual and block.drop_rate > 0)
-    assert all(b.stochastic_depth is None for b in _blocks(get_model("efficientnet-b0", survival_prob=1.0, **TINY)))
+    assert all(b.stochastic_depth is None for b in blocks(get_model("efficientnet-b0", survival_prob=1.0, **TINY)))
 
 
 @pytest.mark.parametrize(
@@ -82,7 +70,7 @@ def test_survival_prob_sets_linear_stochastic_depth():
 )
 def test_family_normalization_inside_the_model(name, mean, std):
     model = get_model(name, **TINY)
-    x = _images()
+    x = images()
     normalized = model.get_layer("normalization")(x)
     np.testing.assert_allclose(normalized, (x - np.array(mean)) / np.array(std), rtol=1e-5, atol=1e-5)
     assert model.get_layer("normalization").weights == []
@@ -107,11 +95,7 @@ def test_rounding_rules_per_family():
 
 def test_features_only_gives_five_strided_endpoints():
     for name in ("efficientnet-b0", "efficientnetv2-s"):
-        backbone = get_model(name, features_only=True, **TINY)
-        features = backbone(_images(1, 128))
-        assert sorted(features) == [f"reduction_{i}" for i in range(1, 6)]
-        for i in range(1, 6):
-            assert features[f"reduction_{i}"].shape[1] == 128 // 2**i
+        assert_features(get_model(name, features_only=True, **TINY), images(1, 128))
     full = get_model("efficientnet-b0")
     assert endpoint_layers(full) == {
         "reduction_1": "block1a", "reduction_2": "block2b", "reduction_3": "block3b",
@@ -125,8 +109,8 @@ def test_custom_blocks_width_depth_and_compound_scaling():
     custom = get_model(
         "efficientnetv2-s", blocks=["r1_k3_s2_e1_i24_o24_c1", "r2_k3_s2_e4_i24_o40_se0.25"], num_classes=3
     )
-    assert [b.name for b in _blocks(custom)] == ["block1a", "block2a", "block2b"]
-    assert custom(_images(1, 32)).shape == (1, 3)
+    assert [b.name for b in blocks(custom)] == ["block1a", "block2a", "block2b"]
+    assert custom(images(1, 32)).shape == (1, 3)
     wide = get_model("efficientnet-b0", width=2.0, depth=3.1)
     assert wide.count_params() == get_model("efficientnet-b7").count_params()
     width, depth, resolution = efficientnet_tf.compound_scaling(1)
@@ -155,23 +139,14 @@ def test_bad_options_give_one_clear_error(kwargs, message):
         get_model(kwargs.pop("name"), **kwargs)
 
 
-def test_mixed_precision_keeps_logits_float32():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = get_model("efficientnetv2-b0", num_classes=4, **TINY)
-    assert model.get_layer("block1a").compute_dtype == "bfloat16"
-    assert model.get_layer("predictions").compute_dtype == "float32"
-    out = model(_images(), training=False)
-    assert out.dtype == "float32"
-    np.testing.assert_allclose(np.sum(out, axis=1), 1.0, rtol=1e-5)
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    history = model.fit(_images(4), np.arange(4) % 4, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+# Mixed precision (bf16 blocks, float32 variables and logits, training): harness.run_backbone_test,
+# run by tests/test_saving.py::test_trained_mixed_precision_model.
 
 
 def test_training_changes_batch_norm_statistics_and_weights():
     model = get_model("efficientnet-b0", num_classes=3, **TINY)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
     before = [np.array(w) for w in model.get_layer("block2a").weights]
-    model.fit(_images(4), np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    model.fit(images(4), np.array([0, 1, 2, 0]), epochs=1, verbose=0)
     after = [np.array(w) for w in model.get_layer("block2a").weights]
     assert all(not np.allclose(a, b) for a, b in zip(before, after))
