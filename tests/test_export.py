@@ -24,6 +24,7 @@ from efficientnet_tf.training import Trained
 from export import export_trained, held_out_images, litert, write_saved_model
 from export.__main__ import main as export_main
 from export.litert import op_names
+from harness import TINY
 
 pytestmark = pytest.mark.slow  # trains and exports models (minutes)
 
@@ -293,7 +294,7 @@ def test_int8_auto_keeps_what_helps_in_float_and_reports_agreement_on_the_user_f
 
 
 def tiny_keras_file(directory) -> str:
-    model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
+    model = efficientnet_tf.get_model("efficientnet-lite0", **TINY, num_classes=3)
     path = os.path.join(directory, "tiny.keras")
     model.save(path)
     return path
@@ -325,7 +326,7 @@ def test_missing_eval_folder_is_one_line_error(tmp_path, capsys):
 
 
 def test_failed_export_leaves_no_output(tmp_path):
-    model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=3)
+    model = efficientnet_tf.get_model("efficientnet-lite0", **TINY, num_classes=3)
     kernel = model.get_layer("predictions").kernel
     kernel.assign(np.full(kernel.shape, np.nan, "float32"))
     trained = Trained(model, ["a", "b", "c"], "efficientnet-lite", IMAGE_SIZE)

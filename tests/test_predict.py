@@ -13,6 +13,7 @@ from efficientnet_tf.data.synthetic import render_split
 from efficientnet_tf.predict import main as predict_main
 from efficientnet_tf.training import Trained
 from export import export_trained
+from harness import TINY
 
 NAMES = ["apple", "banana", "cherry", "date", "elder"]
 SIZE = 32
@@ -22,7 +23,7 @@ SIZE = 32
 def paths(tmp_path_factory):
     """One model as a training directory, .keras file, SavedModel, LiteRT and ONNX; and three images."""
     root = tmp_path_factory.mktemp("predict")
-    model = efficientnet_tf.get_model("efficientnet-lite0", width=0.25, depth=0.25, num_classes=len(NAMES))
+    model = efficientnet_tf.get_model("efficientnet-lite0", **TINY, num_classes=len(NAMES))
     # Well separated class scores, so the top-5 order cannot flip between runtimes.
     head = model.get_layer("predictions")
     head.kernel.assign(head.kernel * 0.01)
@@ -32,7 +33,7 @@ def paths(tmp_path_factory):
     model.save(str(run / "model.keras"))
     (run / "class_names.json").write_text(json.dumps(NAMES))
     (run / "config.json").write_text(json.dumps(
-        {"model": {"name": "efficientnet-lite0", "width": 0.25, "depth": 0.25}, "data": {"eval_size": SIZE}}))
+        {"model": {"name": "efficientnet-lite0", **TINY}, "data": {"eval_size": SIZE}}))
     images = render_split(2, 10, 48, seed=3, stream=0)[0]
     files = []
     for image, fmt in zip(images, ("JPEG", "PNG")):
