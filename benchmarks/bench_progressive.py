@@ -21,7 +21,7 @@ image buys nothing. The defaults are sized for about 30 minutes on a 2-core
 AVX2 CPU:
 
     PYTHONPATH=. python benchmarks/bench_progressive.py
-    PYTHONPATH=. python benchmarks/bench_progressive.py --variant=shapes --epochs=18 data.image_size=64 ...
+    PYTHONPATH=. python benchmarks/bench_progressive.py data.synthetic_variant=shapes --epochs=18 data.image_size=64 ...
 
 Positional dotted overrides apply to both runs after the benchmark's own.
 """
@@ -29,7 +29,6 @@ Positional dotted overrides apply to both runs after the benchmark's own.
 from __future__ import annotations
 
 import argparse
-import functools
 import tempfile
 import time
 
@@ -38,7 +37,6 @@ import numpy as np
 import tensorflow as tf
 
 import configs
-from efficientnet_tf.data import synthetic
 from efficientnet_tf.training import trainer
 from efficientnet_tf.training.config import parse_overrides
 from efficientnet_tf.training.hardware import describe_cpu
@@ -56,6 +54,7 @@ DEFAULTS = {
     "data.synthetic_eval": 500,
     "model.width": 0.5,
     "model.depth": 0.5,
+    "data.synthetic_variant": "fine",
 }
 WITHIN = 0.005  # "reaches the fixed run's final top-1": within 0.5 point
 
@@ -81,7 +80,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientnetv2-b0")
     parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--variant", default="fine", choices=synthetic.VARIANTS, help="the synthetic data's variant")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("overrides", nargs="*", help="dotted config overrides for both runs, e.g. data.synthetic_train=2000")
     args = parser.parse_args()
@@ -90,16 +88,9 @@ def main() -> None:
     progressive = configs.recipe(args.model, args.dataset, overrides=overrides)
     fixed = configs.recipe(args.model, args.dataset, overrides={**overrides, "progressive.stages": "1"})
     data = fixed.data
-    if data.dataset == "synthetic":
-        if hasattr(data, "synthetic_variant"):  # the config field, where the trainer has it
-            progressive = configs.recipe(args.model, args.dataset, overrides={**overrides, "data.synthetic_variant": args.variant})
-            fixed = configs.recipe(args.model, args.dataset,
-                                   overrides={**overrides, "data.synthetic_variant": args.variant, "progressive.stages": "1"})  # fmt: skip
-        else:  # the trainer renders the synthetic data with this function
-            trainer.synthetic_source = functools.partial(synthetic.synthetic_source, variant=args.variant)
     m, p = progressive.model, progressive.progressive
     scale = f" (width {m.width or 1:g}, depth {m.depth or 1:g})" if m.width or m.depth else ""
-    what = f"{data.dataset} variant {args.variant!r}, {data.synthetic_train} train / {data.synthetic_eval} eval images" if data.dataset == "synthetic" else data.dataset  # fmt: skip
+    what = f"{data.dataset} variant {data.synthetic_variant!r}, {data.synthetic_train} train / {data.synthetic_eval} eval images" if data.dataset == "synthetic" else data.dataset  # fmt: skip
     print(f"{m.name}{scale} on {what}; {args.epochs} epochs, batch {data.batch_size}, final size {data.image_size or 'model'} px, "
           f"eval {data.eval_size or 'model'} px; progressive: {p.stages} stages from {p.min_image_size} px ({p.style})\n"
           f"CPU: {describe_cpu()}; TF {tf.__version__}, Keras {keras.__version__}")  # fmt: skip

@@ -114,6 +114,7 @@ def test_an_empty_image_folder_is_a_one_line_error_before_any_work(tmp_path):
         ({"train.ema_decay": -0.5}, "train.ema_decay must be in [0, 1)"),
         ({"data.augmentation": "randaug"}, "data.augmentation must be one of randaugment, autoaugment, none"),
         ({"data.shuffle_buffer": 0}, "data.shuffle_buffer must be at least 1"),
+        ({"data.synthetic_variant": "hard"}, "data.synthetic_variant must be one of shapes, fine, got 'hard'"),
     ],
 )
 def test_relations_between_fields_are_checked_before_any_work(overrides, message):
@@ -160,3 +161,14 @@ def test_a_run_saved_before_resolution_still_resumes_and_a_real_change_is_one_li
     with pytest.raises(ValueError, match=r"another config \(data.image_size: 192 -> 160\); use a new --model_dir") as info:
         prepare_model_dir(str(tmp_path), resolve(config, {"data.image_size": 160}))
     assert "\n" not in str(info.value)
+
+
+def test_the_synthetic_variant_reaches_the_trainers_data():
+    from efficientnet_tf.training.config import resolve
+    from efficientnet_tf.training.trainer import make_data
+
+    config = resolve({"model.name": "efficientnetv2-b0", "data.synthetic_variant": "fine", "data.batch_size": 4,
+                      "data.synthetic_train": 8, "data.synthetic_eval": 4, "data.image_size": 32, "data.eval_size": 32,
+                      "progressive.stages": 1})
+    _, _, info = make_data(config)
+    assert info.class_names[:1] + info.class_names[5:6] == ["red_horizontal", "red_vertical"]

@@ -26,6 +26,7 @@ import typing
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from efficientnet_tf.data.pipeline import AUGMENTATIONS
+from efficientnet_tf.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from efficientnet_tf.registry import get_spec
 
 
@@ -55,6 +56,7 @@ class DataConfig:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     shuffle_buffer: int = 10_000
+    synthetic_variant: str = "shapes"  # "fine": classes told apart only at full resolution (data/synthetic.py)
     synthetic_classes: int = 10
     synthetic_train: int = 6000
     synthetic_eval: int = 1000
@@ -216,6 +218,8 @@ def _check_relations(config: Config) -> None:
         (train.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}"),
         (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
         (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+        (data.synthetic_variant in SYNTHETIC_VARIANTS,
+         f"data.synthetic_variant must be one of {', '.join(SYNTHETIC_VARIANTS)}, got {data.synthetic_variant!r}"),
     ]  # fmt: skip
     if stages > 1:
         ends = {"image_size": (progressive.min_image_size, data.image_size),

@@ -68,6 +68,7 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
         source = synthetic_source(
             num_classes=data.synthetic_classes, resolution=max(data.image_size, data.eval_size),
             train_size=data.synthetic_train, eval_size=data.synthetic_eval, seed=config.train.seed,
+            variant=data.synthetic_variant,
         )  # fmt: skip
     elif data.eval_dir:
         source = folder_source(data.dataset, data.eval_dir)
