@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from efficientnet_tf.errors import one_line
 from efficientnet_tf.layers import BatchNorm, FusedMBConv, MBConv
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -73,7 +74,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
                     archive.extractall(directory, filter="data")
             except (tarfile.TarError, EOFError, OSError, ValueError) as error:
                 raise ValueError(
-                    f"{path!r} is a truncated or damaged archive ({' '.join(str(error).split()) or type(error).__name__}); "
+                    f"{path!r} is a truncated or damaged archive ({one_line(error) or type(error).__name__}); "
                     "delete it and download it again."
                 ) from None
             yield _find_prefix(directory, path)

@@ -19,6 +19,8 @@ from typing import Optional
 
 import keras
 
+from efficientnet_tf.errors import one_line
+
 _TPU = "https://storage.googleapis.com/cloud-tpu-checkpoints/efficientnet/"
 _V2 = _TPU + "v2/"
 IMAGENET21K_CLASSES = 21843
@@ -135,7 +137,7 @@ def checkpoint_file(model_name: str, weights: str) -> str:
     except Exception as error:  # get_file raises bare Exception on network failure.
         if os.path.exists(part):
             os.remove(part)
-        reason = " ".join(str(error).rsplit(" -- ", 1)[-1].split())
+        reason = one_line(str(error).rsplit(" -- ", 1)[-1])
         raise OSError(
             f"Could not download {url} ({reason}). Offline? Download it elsewhere and put it at {path}, "
             f"or pass weights=<path to the archive or checkpoint>."

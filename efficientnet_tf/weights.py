@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from efficientnet_tf import official, published
+from efficientnet_tf.errors import one_line
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
 
@@ -238,7 +239,7 @@ def _open_hdf5(path: str) -> h5py.File:
         return h5py.File(path, "r")
     except (OSError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(
-            f"{path!r} is not a readable weights file ({' '.join(str(error).split())}); pass a file written by "
+            f"{path!r} is not a readable weights file ({one_line(error)}); pass a file written by "
             "model.save_weights() or model.save(), or a keras.applications .h5 weights file."
         ) from None
 

@@ -28,6 +28,7 @@ from typing import Callable, Optional, TypeVar
 
 import tensorflow as tf
 
+from efficientnet_tf.errors import one_line
 from efficientnet_tf.files import atomic_write_text
 from efficientnet_tf.published import keras_home
 from efficientnet_tf.validation import check_float
@@ -139,7 +140,7 @@ def probe_precision(target: ProbeTarget) -> tuple[str, str]:
     try:
         rates = _time_in_child(target)
     except (subprocess.SubprocessError, OSError, ValueError) as e:
-        return "float32", f"auto: the bf16 probe failed ({' '.join(str(e).split())[:200]}), so float32"
+        return "float32", f"auto: the bf16 probe failed ({one_line(e)[:200]}), so float32"
     seconds = time.perf_counter() - start
     speedup = rates["mixed_bfloat16"] / rates["float32"]
     policy = "mixed_bfloat16" if speedup >= BF16_MIN_SPEEDUP else "float32"
@@ -341,7 +342,7 @@ def _tpu_strategy(tpu: str, startup_timeout: float) -> tf.distribute.Strategy:
     try:
         return within(startup_timeout, connect, f"strategy tpu: no TPU answered at {tpu!r} within {startup_timeout:g} s; {fix}.")
     except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        cause = " ".join(str(getattr(e, "message", e)).split())[:200]
+        cause = one_line(getattr(e, "message", e))[:200]
         raise ValueError(f"strategy tpu: no TPU reachable at {tpu!r} ({type(e).__name__}: {cause}); {fix}.") from None
 
 
