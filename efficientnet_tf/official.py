@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.errors import one_line
+from efficientnet_tf.files import local_copy
 from efficientnet_tf.layers import BatchNorm, FusedMBConv, MBConv
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -51,26 +52,27 @@ _BN_SCOPES = {"stem_bn": "stem", "top_bn": "head"}
 
 def is_checkpoint(path: str) -> bool:
     """True for a checkpoint directory, a ``model.ckpt-N`` prefix or a ``.tgz``/``.tar.gz`` archive."""
+    gfile = tf.io.gfile
     return (
-        os.path.isfile(os.path.join(path, "checkpoint"))
-        or (os.path.isdir(path) and bool(_index_files(path)))
-        or os.path.isfile(path + ".index")
-        or (os.path.isfile(path) and path.endswith(_ARCHIVES))
+        gfile.exists(os.path.join(path, "checkpoint"))
+        or (gfile.isdir(path) and bool(_index_files(path)))
+        or gfile.exists(path + ".index")
+        or (path.endswith(_ARCHIVES) and gfile.exists(path) and not gfile.isdir(path))
     )
 
 
 def _index_files(directory: str) -> list[str]:
-    return sorted(name for name in os.listdir(directory) if name.endswith(".index"))
+    return sorted(name for name in tf.io.gfile.listdir(directory) if name.endswith(".index"))
 
 
 @contextlib.contextmanager
 def checkpoint_prefix(path: str) -> Iterator[str]:
     """The checkpoint prefix inside `path`; an archive is unpacked into a temporary directory for the duration."""
-    if os.path.isfile(path) and path.endswith(_ARCHIVES):
+    if path.endswith(_ARCHIVES) and tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
         directory = tempfile.mkdtemp(prefix="efficientnet_tf-")
         try:
             try:
-                with tarfile.open(path, "r:*") as archive:
+                with local_copy(path) as local, tarfile.open(local, "r:*") as archive:
                     archive.extractall(directory, filter="data")
             except (tarfile.TarError, EOFError, OSError, ValueError) as error:
                 raise ValueError(
@@ -80,7 +82,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
             yield _find_prefix(directory, path)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-    elif os.path.isdir(path):
+    elif tf.io.gfile.isdir(path):
         yield _find_prefix(path, path)
     else:
         yield path
@@ -88,7 +90,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
 
 def _find_prefix(directory: str, origin: str) -> str:
     """The newest checkpoint under `directory` (the ``checkpoint`` file's, else the only ``.index``)."""
-    for root, _, files in sorted(os.walk(directory)):
+    for root, _, files in sorted(tf.io.gfile.walk(directory)):
         if "checkpoint" in files:
             latest = tf.train.latest_checkpoint(root)
             if latest:

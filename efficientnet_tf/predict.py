@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.errors import one_line
+from efficientnet_tf.files import check_filesystem, directory_of, error_text
 from efficientnet_tf.inference import MANIFEST, LiteRTModel, OnnxModel, eval_image
 from efficientnet_tf.training.loading import load_trained
 
@@ -31,13 +32,16 @@ Prediction = list[tuple[str, float]]  # (class name, probability), best first
 
 def load_classifier(path: str) -> Callable[[bytes], Prediction]:
     """A function from one encoded image to its top-5 (class name, probability) pairs."""
-    if os.path.isdir(path) and os.path.isfile(os.path.join(path, MANIFEST)):
+    check_filesystem(path, "--model")
+    if tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, MANIFEST)):
         path = os.path.join(path, "saved_model")
     if tf.saved_model.contains_saved_model(path):
         return _saved_model_classifier(path)
-    if path.endswith((".tflite", ".onnx")) and os.path.isfile(path):
+    if path.endswith((".tflite", ".onnx")) and tf.io.gfile.exists(path):
         manifest = _manifest_beside(path)
-        runner = LiteRTModel(path) if path.endswith(".tflite") else OnnxModel(path)
+        with tf.io.gfile.GFile(path, "rb") as file:
+            content = file.read()
+        runner = LiteRTModel(content) if path.endswith(".tflite") else OnnxModel(content)
         return _classifier(runner, manifest["class_names"], manifest["family"], manifest["image_size"])
     trained = load_trained(path)  # a training directory or .keras file; a clear error otherwise
     model = trained.model
@@ -70,10 +74,10 @@ def _classifier(runner, class_names: list[str], family: str, image_size: int) ->
 
 
 def _manifest_beside(path: str) -> dict:
-    manifest = os.path.join(os.path.dirname(os.path.abspath(path)), MANIFEST)
-    if not os.path.isfile(manifest):
+    manifest = os.path.join(directory_of(path), MANIFEST)
+    if not tf.io.gfile.exists(manifest):
         raise ValueError(f"{path} has no {MANIFEST} beside it (class names, preprocessing); use the directory python -m export wrote.")
-    with open(manifest) as file:
+    with tf.io.gfile.GFile(manifest) as file:
         return json.load(file)
 
 
@@ -82,12 +86,11 @@ def classify_files(classify: Callable[[bytes], Prediction], images: list[str]) -
     records = []
     for image in images:
         try:
-            with open(image, "rb") as file:
+            with tf.io.gfile.GFile(image, "rb") as file:
                 predictions = classify(file.read())
             records.append({"image": image, "predictions": [{"class": c, "probability": p} for c, p in predictions]})
-        except (OSError, tf.errors.InvalidArgumentError) as error:
-            reason = error.strerror if isinstance(error, OSError) and error.strerror else getattr(error, "message", str(error))
-            records.append({"image": image, "error": f"cannot read it as an image ({one_line(reason)})"})
+        except (OSError, tf.errors.OpError) as error:
+            records.append({"image": image, "error": f"cannot read it as an image ({error_text(error)})"})
     return records
 
 

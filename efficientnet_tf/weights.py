@@ -20,9 +20,11 @@ from typing import Mapping, Union
 import h5py
 import keras
 import numpy as np
+import tensorflow as tf
 
 from efficientnet_tf import official, published
 from efficientnet_tf.errors import one_line
+from efficientnet_tf.files import check_filesystem, local_copy
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
 
@@ -68,10 +70,11 @@ def check_weights(weights, spec: ModelSpec) -> None:
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights must be None, a weights name such as 'imagenet', or a file path, got {weights!r}.")
     path = os.fspath(weights)
-    if isinstance(path, str) and not os.path.exists(path) and not os.path.exists(path + ".index"):
+    check_filesystem(path, "weights")
+    if isinstance(path, str) and not tf.io.gfile.exists(path) and not tf.io.gfile.exists(path + ".index"):
         _check_name(path, spec)
         return
-    if not (os.path.isfile(path) or official.is_checkpoint(path)):
+    if not ((tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)) or official.is_checkpoint(path)):
         raise FileNotFoundError(
             f"Weights file {path!r} not found; pass weights=None, 'imagenet', an existing weights file or an "
             "official checkpoint (directory, model.ckpt-N prefix or .tgz/.tar.gz archive)."
@@ -125,10 +128,10 @@ def load_weights(model: keras.Model, weights: Union[str, os.PathLike], spec: Mod
     elif official.is_checkpoint(path):
         values, _ = official.read_checkpoint(path, model, spec.name)
         assign(model, values, path)
-    elif _is_legacy(path):
-        assign(model, read_keras_applications(path, model, spec), path)
     else:
-        assign(model, read_own(path, model), path)
+        with local_copy(path) as local:  # h5py reads local files only
+            values = read_keras_applications(local, model, spec) if _is_legacy(local) else read_own(local, model)
+        assign(model, values, path)
 
 
 def assign(model: keras.Model, values: Mapping[str, np.ndarray], origin: str) -> str:

@@ -2,7 +2,8 @@
 
 Everything is written into a temporary sibling of `out` and renamed onto it
 at the end, so a killed export leaves only a `.tmp-*` directory, never an
-`out` that looks finished. `export.json` records what predict needs (model,
+`out` that looks finished. A bucket's `out` is written locally and uploaded
+with export.json last, so one without export.json is not a finished export. `export.json` records what predict needs (model,
 family, image size, class names) and each artifact's size and parity.
 """
 
@@ -12,13 +13,14 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text
+from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text, check_filesystem, copy_tree, error_text, is_remote
 from efficientnet_tf.inference import MANIFEST, LiteRTModel, OnnxModel
 from efficientnet_tf.training.loading import Trained
 from export import int8_auto, litert, onnx_export
@@ -93,13 +95,17 @@ def export_trained(
     _check_images("calibration", calibration, size)
     if held_out is not None:
         _check_images("held_out", held_out.images, size)
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not overwrite:
+    check_filesystem(out, "out")
+    out = out if is_remote(out) else os.path.abspath(out)
+    if tf.io.gfile.exists(out) and not overwrite:
         raise ValueError(f"out {out!r} already exists; pass --overwrite to replace it, or another --out.")
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{os.path.basename(out)}")
-    os.makedirs(staging)
+    if is_remote(out):  # converters write local files; the finished directory is uploaded
+        staging = tempfile.mkdtemp(prefix="efficientnet_tf-export-")
+    else:
+        parent = os.path.dirname(out)
+        os.makedirs(parent, exist_ok=True)
+        staging = os.path.join(parent, f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{os.path.basename(out)}")
+        os.makedirs(staging)
     try:
         artifacts, auto = _write_all(trained, staging, formats, quantize, calibration, held_out, int8_min_agreement, log)
         manifest = {
@@ -218,7 +224,20 @@ def _size(path: str) -> int:
 
 
 def _replace_dir(staging: str, out: str) -> None:
-    """Renames the finished directory onto `out`; an old `out` is moved aside first and removed after."""
+    """Renames the finished directory onto `out`; an old `out` is moved aside first and removed after.
+
+    A bucket cannot rename a directory: the old `out` is removed, then the
+    files are uploaded with export.json last, which predict requires.
+    """
+    if is_remote(out):
+        try:
+            if tf.io.gfile.exists(out):
+                tf.io.gfile.rmtree(out)
+        except tf.errors.OpError as error:
+            raise OSError(f"Could not replace {out}: {error_text(error)}") from None
+        copy_tree(staging, out, last=MANIFEST)
+        shutil.rmtree(staging)
+        return
     old = None
     if os.path.exists(out):
         old = os.path.join(os.path.dirname(out), f"{TEMP_PREFIX}{uuid.uuid4().hex[:8]}-old-{os.path.basename(out)}")

@@ -10,10 +10,12 @@ import os
 from typing import Optional
 
 import numpy as np
+import tensorflow as tf
 
 from efficientnet_tf.data.pipeline import make_eval_dataset, resolve_source
 from efficientnet_tf.data.sources import Source, Split, folder_source
 from efficientnet_tf.data.synthetic import synthetic_source
+from efficientnet_tf.files import check_filesystem
 from efficientnet_tf.training.loading import Trained
 
 
@@ -46,7 +48,8 @@ class HeldOut:
 def held_out_images(trained: Trained, data: str, count: int) -> HeldOut:
     """Up to `count` images of `data`: every image of a folder (one subfolder per class), or a TFDS name's eval split."""
     folder = os.path.expanduser(data)
-    source = folder_source(folder, eval_dir=folder) if os.path.isdir(folder) else resolve_source(data)
+    check_filesystem(folder, "--eval_data")
+    source = folder_source(folder, eval_dir=folder) if tf.io.gfile.isdir(folder) else resolve_source(data)
     return HeldOut(data, _sample(trained, source.eval, source, count))
 
 

@@ -28,6 +28,7 @@ from efficientnet_tf.data import augment, mixing, preprocessing, seeds
 from efficientnet_tf.data.badfiles import decode_files
 from efficientnet_tf.data.sources import Source, Split, folder_source, tfds_source
 from efficientnet_tf.data.synthetic import synthetic_source
+from efficientnet_tf.files import check_filesystem, is_remote
 from efficientnet_tf.validation import check_choice, check_float, check_int
 
 AUGMENTATIONS = ("randaugment", "autoaugment", None)  # None: no augmentation (`none` on the command line)
@@ -131,7 +132,7 @@ def _looks_like_path(text: str) -> bool:
     TFDS names may hold a slash too ("imagenet_v2/matched-frequency"), so a
     slash alone does not make a path.
     """
-    if text.startswith((os.sep, "/", ".", "~")) or os.path.splitdrive(text)[0]:
+    if text.startswith((os.sep, "/", ".", "~")) or os.path.splitdrive(text)[0] or is_remote(text):
         return True
     parts = text.replace(os.sep, "/").split("/")
     return len(parts) > 1 and os.path.isdir(parts[0])
@@ -146,8 +147,10 @@ def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = No
     source = os.fspath(source)
     if source == "synthetic":
         return synthetic_source()
-    if os.path.isdir(os.path.expanduser(source)):
-        return folder_source(os.path.expanduser(source))
+    folder = os.path.expanduser(source)
+    check_filesystem(folder, "Image folder")
+    if tf.io.gfile.isdir(folder):
+        return folder_source(folder)
     if _looks_like_path(source):
         raise ValueError(
             f"Image folder {source!r} does not exist; pass an existing folder with one subfolder per class "

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from efficientnet_tf.data.badfiles import BadFileLog
+from efficientnet_tf.files import check_filesystem, is_remote
 from efficientnet_tf.validation import check_float, check_int
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
@@ -61,22 +62,25 @@ class Source:
 def _is_image(path: str) -> bool:
     """A non-empty, readable file whose first bytes are a format we decode (broken links fail here)."""
     try:
-        with open(path, "rb") as f:
+        with tf.io.gfile.GFile(path, "rb") as f:
             head = f.read(12)
-    except OSError:
+    except (OSError, tf.errors.OpError):
         return False
     return any(head.startswith(sig) for sig in _SIGNATURES) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def _is_class_folder(entry: os.DirEntry) -> bool:
-    return not entry.name.startswith(".") and entry.name not in IGNORED_FOLDERS and entry.is_dir()
+def _class_folders(root: str) -> list[str]:
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(root))  # object stores mark folders with a "/"
+    return sorted(name for name in names if not name.startswith(".") and name not in IGNORED_FOLDERS
+                  and tf.io.gfile.isdir(os.path.join(root, name)))  # fmt: skip
 
 
 def _walk_images(folder: str) -> tuple[list[str], list[str]]:
     """(image paths, unsupported image paths) under `folder`, following links but never a loop."""
     found, unsupported, seen = [], [], set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = os.path.realpath(dirpath)
+    remote = is_remote(folder)
+    for dirpath, dirnames, filenames in tf.io.gfile.walk(folder) if remote else os.walk(folder, followlinks=True):
+        real = dirpath if remote else os.path.realpath(dirpath)
         if real in seen:  # a link back to a folder already walked
             dirnames[:] = []
             continue
@@ -93,9 +97,10 @@ def _walk_images(folder: str) -> tuple[list[str], list[str]]:
 
 def _list_class_files(root: str, bad: BadFileLog) -> dict[str, list[str]]:
     """class name -> sorted image paths (recursive, extensions in any case)."""
-    if not os.path.isdir(root):
+    check_filesystem(root, "Image folder")
+    if not tf.io.gfile.isdir(root):
         raise ValueError(f"Image folder {root!r} does not exist; pass a folder with one subfolder per class.")
-    classes = sorted(e.name for e in os.scandir(root) if _is_class_folder(e))
+    classes = _class_folders(root)
     if not classes:
         raise ValueError(f"Image folder {root!r} has no class subfolders; put each class's images in root/<class>/.")
     files, unsupported = {}, []
@@ -113,8 +118,12 @@ def _list_class_files(root: str, bad: BadFileLog) -> dict[str, list[str]]:
 
 
 def _screen(files: list[str], bad: BadFileLog) -> set[str]:
-    """Paths that are empty, unreadable, broken links or not an image by their first bytes (checked in threads)."""
-    files = sorted(set(files))
+    """Paths that are empty, unreadable, broken links or not an image by their first bytes (checked in threads).
+
+    Files in a bucket are not screened: one request per file would take most
+    of an hour for ImageNet. A bad one is still skipped, and named, when read.
+    """
+    files = sorted(p for p in set(files) if not is_remote(p))
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         ok = list(pool.map(_is_image, files))
     rejected = [p for p, good in zip(files, ok) if not good]
@@ -233,6 +242,9 @@ def tfds_source(
     """
     import tensorflow_datasets as tfds
 
+    for what, folder in (("data_dir", data_dir), ("manual_dir", manual_dir)):
+        if folder:
+            check_filesystem(folder, what)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # TFDS raises several types for unknown names

@@ -18,7 +18,6 @@ are saved from the first replica and restored to all, as `save_weights` does.
 from __future__ import annotations
 
 import csv
-import glob
 import io
 import json
 import math
@@ -30,6 +29,7 @@ from typing import Any, Optional, Protocol, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from efficientnet_tf.errors import one_line
 from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text
@@ -118,10 +118,10 @@ class Checkpointer(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        os.makedirs(self.write_directory, exist_ok=True)
+        tf.io.gfile.makedirs(self.write_directory)
         for name in ("ckpt-*.npz", _LOG):  # Writes cut short by a kill.
-            for leftover in glob.glob(os.path.join(self.write_directory, f"{TEMP_PREFIX}*-{name}")):
-                os.remove(leftover)
+            for leftover in tf.io.gfile.glob(os.path.join(self.write_directory, f"{TEMP_PREFIX}*-{name}")):
+                tf.io.gfile.remove(leftover)
         groups = _state(self.model, self.model.optimizer, self.ema)
         self.history, self.initial_epoch = [], 0
         candidates = _checkpoints(self.directory)
@@ -132,7 +132,7 @@ class Checkpointer(keras.callbacks.Callback):
                 if self.write_directory != self.directory:  # only the writer moves its files
                     warnings.warn(f"{error}; trying the previous one.")
                     continue
-                os.replace(path, path + ".corrupt")
+                tf.io.gfile.rename(path, path + ".corrupt", overwrite=True)
                 warnings.warn(f"{error}; moved it to {path}.corrupt and trying the previous one.")
                 continue
             _assign(path, arrays, groups)
@@ -175,7 +175,7 @@ class Checkpointer(keras.callbacks.Callback):
 
         atomic_write(path, write)
         for old in _checkpoints(self.write_directory)[:-self.keep]:
-            os.remove(old)
+            tf.io.gfile.remove(old)
         atomic_write_text(os.path.join(self.write_directory, _LOG), _csv(self.history))
         self._print(f"Checkpointer: saved {path}.")
 
@@ -239,7 +239,7 @@ def _describe(variable: Optional[tuple]) -> str:
 def _read(path: str) -> tuple[dict, dict]:
     """Metadata and every array of the file, read in full so zip CRCs are checked."""
     try:
-        with open(path, "rb") as file, np.load(file) as archive:  # np.load leaks its own handle on a bad zip.
+        with tf.io.gfile.GFile(path, "rb") as file, np.load(file) as archive:  # np.load leaks its own handle on a bad zip.
             arrays = {key: archive[key] for key in archive.files}
         return json.loads(str(arrays.pop(_METADATA_KEY))), arrays
     except _UNREADABLE as error:
@@ -248,7 +248,7 @@ def _read(path: str) -> tuple[dict, dict]:
 
 def _checkpoints(directory: str) -> list[str]:
     """Checkpoint paths, oldest first."""
-    names = os.listdir(directory) if os.path.isdir(directory) else []
+    names = tf.io.gfile.listdir(directory) if tf.io.gfile.isdir(directory) else []
     matches = sorted((int(match.group(1)), name) for name in names if (match := _CHECKPOINT_NAME.match(name)))
     return [os.path.join(directory, name) for _, name in matches]
 

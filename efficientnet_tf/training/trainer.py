@@ -35,7 +35,7 @@ import tensorflow as tf
 import efficientnet_tf
 from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
-from efficientnet_tf.files import atomic_write, atomic_write_text
+from efficientnet_tf.files import atomic_write, atomic_write_text, check_filesystem, error_text
 from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
 from efficientnet_tf.training.config import Config, config_from_json, differences, resolve, schedules_dropout
 from efficientnet_tf.training.ema import ExponentialMovingAverage
@@ -144,18 +144,20 @@ def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool 
 
     `write=False` (a non-chief worker) only checks the config the chief saved.
     """
+    check_filesystem(model_dir, "model_dir")
     path = os.path.join(model_dir, "config.json")
-    if write:
-        try:
-            os.makedirs(model_dir, exist_ok=True)
+    try:
+        if write:  # a bucket that does not exist or refuses us fails here, before any training
+            tf.io.gfile.makedirs(model_dir)
             probe = os.path.join(model_dir, ".write-test")
-            open(probe, "w").close()
-            os.remove(probe)
-        except OSError as e:
-            raise OSError(f"model_dir {model_dir!r} is not writable ({e.strerror}); pass a --model_dir you can write to.") from None
-    if os.path.exists(path) and not allow_config_change:
-        with open(path) as f:
-            changed = differences(config_from_json(f.read()), config)
+            with tf.io.gfile.GFile(probe, "w") as file:
+                file.write("ok")  # an empty write creates nothing on some filesystems
+            tf.io.gfile.remove(probe)
+        saved = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) and not allow_config_change else None
+    except (OSError, tf.errors.OpError) as e:
+        raise OSError(f"model_dir {model_dir!r} is not writable ({error_text(e)}); pass a --model_dir you can write to.") from None
+    if saved is not None:
+        changed = differences(config_from_json(saved), config)
         if changed:
             raise ValueError(
                 f"{model_dir!r} holds a run with another config ({'; '.join(changed)}); use a new --model_dir, "
@@ -203,6 +205,7 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     chief = is_chief(distribution)
     checkpoint, plan = None, None
     if mode == "eval":
+        check_filesystem(model_dir, "model_dir")
         checkpoint = latest_checkpoint(model_dir)
         if checkpoint is None:
             raise ValueError(f"{model_dir!r} has no checkpoint to evaluate; train there first or pass the right --model_dir.")
