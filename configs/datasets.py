@@ -16,7 +16,10 @@ import logging
 import os
 from typing import Optional
 
+import tensorflow as tf
+
 from efficientnet_tf.data import folder_source
+from efficientnet_tf.files import check_filesystem
 from efficientnet_tf.registry import get_spec
 from efficientnet_tf.training.config import Config
 
@@ -83,7 +86,9 @@ PRESETS = ("imagenet2012", "cifar10", "cifar100", "tf_flowers", "oxford_flowers1
 
 
 def is_folder(dataset: str) -> bool:
-    return os.path.isdir(os.path.expanduser(dataset))
+    """A local or bucket (gs://) image folder; a URL TensorFlow cannot open is a one-line OSError."""
+    check_filesystem(dataset, "--dataset")
+    return tf.io.gfile.isdir(os.path.expanduser(dataset))
 
 
 def dataset_layer(dataset: str, model_name: str) -> dict:

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import keras
 
 from efficientnet_tf import official
-from efficientnet_tf.files import atomic_write
+from efficientnet_tf.files import atomic_write, check_filesystem
 from efficientnet_tf.model import get_model
 from efficientnet_tf.registry import get_spec
 from efficientnet_tf.weights import assign
@@ -29,6 +29,8 @@ def convert(source: str, model_name: str, out: str, ema: bool = True, verbose: b
     """Reads the official checkpoint `source` into `model_name` and writes `out` atomically; returns the model."""
     if not out.endswith(_OUTPUTS):
         raise ValueError(f"--out {out!r} must end in .weights.h5 (weights only) or .keras (whole model).")
+    check_filesystem(source, "source")
+    check_filesystem(out, "--out")
     if not official.is_checkpoint(source):
         raise ValueError(
             f"{source!r} is not an official checkpoint; pass its directory, a model.ckpt-N prefix or the .tgz/.tar.gz archive."
