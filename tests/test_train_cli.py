@@ -39,6 +39,7 @@ def error_line(result):
         (["--train.epochs=many"], "'train.epochs' takes an integer"),
         (["--dataset=mnist", "--data_dir={tmp}/tfds"], "is not prepared"),
         (["--model_dir=/proc/forbidden"], "is not writable"),
+        (["--model_dir=foo://bucket/run"], "model_dir 'foo://bucket/run': TensorFlow has no filesystem for foo://"),
         (["--batch_size=512", "--data.synthetic_train=64"], "batch_size 512 is larger than the 64 training examples"),
         (["--bogus=1"], "Unknown command line flag 'bogus'; `python train.py --help` lists the flags."),
         (["--train.sync_batchnorm=maybe"], "'train.sync_batchnorm' takes true or false, got 'maybe'"),
