@@ -117,7 +117,7 @@ def automl_pipeline(automl_dir: str, shard_dir: str, batch_size: int, image_size
     import datasets  # google/automl efficientnetv2/datasets.py
 
     inp = datasets.ImageNetInput(
-        is_training=True, data_dir=shard_dir, split="trainval", image_size=image_size, augname="randaugment",
+        is_training=True, data_dir=shard_dir, split="trainval", image_size=image_size, augname="randaug",
         mixup_alpha=MIXUP, ra_num_layers=2, ra_magnitude=MAGNITUDE,
     )  # fmt: skip
     inp.cfg = copy.deepcopy(inp.cfg)

@@ -129,22 +129,19 @@ def _scan(files: list[str], bad: BadFileLog) -> tuple[list[str], list[int], dict
     ds = ds.interleave(read, cycle_length=CYCLE, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     ds = ds.batch(1024).map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
     counts, read_bytes = np.zeros(len(files), np.int64), np.zeros(len(files), np.int64)
-    pairs: set[tuple[int, int, bytes]] = set()
+    labels: dict[int, set[bytes]] = {}
     try:
         for index, length, label, synset in ds.as_numpy_iterator():
             np.add.at(counts, index, 1)
             np.add.at(read_bytes, index, length)
-            pairs.update(zip(index.tolist(), label.tolist(), synset.tolist()))
+            for y, s in set(zip(label.tolist(), synset.tolist())):
+                labels.setdefault(y, set()).add(s)
     except tf.errors.InvalidArgumentError:
         raise ValueError(f"Shards {files[0]!r} ... do not hold tf.train.Example records with an integer "
                          f"{LABEL!r}; write them with `python -m efficientnet_tf.data.shards`.") from None  # fmt: skip
     broken = [f for f, size, got in zip(files, sizes, read_bytes) if got != size]
-    bad.add(broken, "as a corrupt or truncated shard")
+    bad.add(broken, "that are corrupt or truncated (rewrite them)")
     good = [i for i, f in enumerate(files) if f not in broken]
-    labels: dict[int, set[bytes]] = {}
-    for i, y, s in pairs:
-        if i in good:
-            labels.setdefault(y, set()).add(s)
     return [files[i] for i in good], [int(counts[i]) for i in good], labels
 
 
@@ -180,7 +177,10 @@ def _example(path: str, label: int, synset: str, filename: str) -> bytes:
     data = read_image_file(tf.constant(path))
     encoded = data.numpy()
     fmt = next((name for head, name in _FORMATS if encoded.startswith(head)), "")
-    shape = tf.io.extract_jpeg_shape(data) if fmt == "JPEG" else tf.shape(tf.io.decode_image(data, 3, expand_animations=False))
+    if fmt == "JPEG":
+        shape = tf.io.extract_jpeg_shape(data)
+    else:
+        shape = tf.shape(tf.io.decode_image(data, 3, expand_animations=False))
     height, width = (int(v) for v in shape[:2])
     as_bytes = lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))  # noqa: E731
     as_int = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))  # noqa: E731
@@ -214,28 +214,27 @@ def write_shards(
     if min(train_shards, validation_shards) < 1:
         raise ValueError(f"Shard counts must be at least 1, got {train_shards} and {validation_shards}.")
     source = folder_source(folder, eval_dir, validation_fraction=validation_fraction, seed=seed)
-    roots = {TRAIN: folder, VALIDATION: eval_dir or folder}
     tf.io.gfile.makedirs(out_dir)
     written = {}
-    for split, shards, order in ((TRAIN, train_shards, True), (VALIDATION, validation_shards, False)):
-        pairs = [(p.decode(), int(y)) for p, y in getattr(source, "train" if split == TRAIN else "eval").make().as_numpy_iterator()]
-        if order:
+    for split, split_of, root, shards in ((TRAIN, source.train, folder, train_shards),
+                                          (VALIDATION, source.eval, eval_dir or folder, validation_shards)):  # fmt: skip
+        pairs = [(path.decode(), int(y)) for path, y in split_of.make().as_numpy_iterator()]
+        if split == TRAIN:
             pairs = [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))]
         shards = min(shards, len(pairs))
-        stale = set(tf.io.gfile.glob(os.path.join(out_dir, f"{split}-*"))) - {_name(out_dir, split, i, shards) for i in range(shards)}
+        names = [_name(out_dir, split, i, shards) for i in range(shards)]
+        stale = sorted(set(tf.io.gfile.glob(os.path.join(out_dir, f"{split}-*"))) - set(names))
         if stale:
-            raise ValueError(f"{out_dir!r} already holds other {split} shards ({sorted(stale)[0]!r} ...); "
-                             "pass an empty OUT_DIR.")  # fmt: skip
+            raise ValueError(f"{out_dir!r} already holds other {split} shards ({stale[0]!r} ...); pass an empty OUT_DIR.")
         bounds = np.linspace(0, len(pairs), shards + 1).astype(int)
 
-        def write(i, pairs=pairs, shards=shards, bounds=bounds, split=split):
+        def write(i, pairs=pairs, bounds=bounds, names=names, root=root):
             def fill(tmp):
                 with tf.io.TFRecordWriter(tmp) as writer:
-                    for path, y in pairs[bounds[i]:bounds[i + 1]]:
-                        name = source.class_names[y]
-                        writer.write(_example(path, y + 1, name, os.path.relpath(path, roots[split])))
+                    for path, y in pairs[bounds[i] : bounds[i + 1]]:
+                        writer.write(_example(path, y + 1, source.class_names[y], os.path.relpath(path, root)))
 
-            atomic_write(_name(out_dir, split, i, shards), fill)
+            atomic_write(names[i], fill)
 
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
             list(pool.map(write, range(shards)))
