@@ -13,6 +13,7 @@ from PIL import Image
 
 from efficientnet_tf.data import make_datasets, shard_source
 from efficientnet_tf.data.badfiles import BadFileLog
+from efficientnet_tf.data.pipeline import resolve_source
 from efficientnet_tf.data.shards import main as write_main
 from efficientnet_tf.data.sources import Source, Split
 
@@ -98,6 +99,17 @@ def test_two_input_pipelines_read_every_record(folder, tmp_path, train_shards):
     assert sorted(evaluation[0] + evaluation[1]) == sorted(records(source.eval.make())) and len(evaluation[0]) == 3
 
 
+def test_shards_on_another_filesystem_read_the_same(one_shard):
+    """gfile paths (here TF's in-memory ram://, as gs:// would be) are listed, sized and read like local ones."""
+    remote = "ram://test_data_shards/one"
+    tf.io.gfile.makedirs(remote)
+    for name in tf.io.gfile.listdir(one_shard):
+        tf.io.gfile.copy(os.path.join(one_shard, name), f"{remote}/{name}", overwrite=True)
+    local, source = shard_source(one_shard), shard_source(remote)
+    assert source.class_names == list(CLASSES) and (source.train.size, source.eval.size) == (18, 6)
+    assert records(source.train.make()) == records(local.train.make())
+
+
 def test_a_truncated_shard_is_skipped_and_named(folder, tmp_path, caplog):
     out = write(folder, tmp_path / "out", 3)
     broken = os.path.join(out, "train-00001-of-00003")
@@ -114,6 +126,9 @@ def test_a_truncated_shard_is_skipped_and_named(folder, tmp_path, caplog):
 
 
 def test_bad_shard_folders_are_one_line_errors(tmp_path):
+    with pytest.raises(ValueError) as error:
+        resolve_source("tfrecord")
+    assert_one_line_error(error, ValueError, "The tfrecord dataset needs --data_dir=")
     with pytest.raises(ValueError) as error:
         shard_source(str(tmp_path))
     assert_one_line_error(error, ValueError, f"No TFRecord shards match {os.path.join(str(tmp_path), 'train-*')!r}")
