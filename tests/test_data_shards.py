@@ -80,6 +80,15 @@ def test_shards_give_the_folder_pipelines_pixels_and_classes(folder, one_shard, 
             np.testing.assert_array_equal(y.numpy(), y_ref.numpy())
 
 
+def test_interleaved_shards_give_the_same_batches_for_the_same_seed(folder, tmp_path):
+    """Three shards read in parallel: a seed fixes every pass (order and crops); the next pass differs."""
+    out = write(folder, tmp_path / "out", 3)
+    options = dict(family="efficientnetv2", image_size=16, batch_size=6, augmentation=None, seed=5)
+    passes = [[x.numpy() for x, _ in make_datasets(shard_source(out), **options)[0].repeat().take(6)] for _ in range(2)]
+    np.testing.assert_array_equal(np.stack(passes[0]), np.stack(passes[1]))
+    assert not np.array_equal(np.stack(passes[0][:3]), np.stack(passes[0][3:]))  # pass 1 is not pass 0 again
+
+
 def records(ds):
     return [x for x, _ in ds.as_numpy_iterator()]
 
