@@ -24,9 +24,10 @@ from absl import app, flags  # noqa: E402
 flags.DEFINE_string("model", "efficientnetv2-s", "Model name (python -m efficientnet_tf.summary lists them).")
 flags.DEFINE_string("dataset", "synthetic",
                     "A preset (imagenet2012, cifar10, cifar100, tf_flowers, oxford_flowers102, synthetic), "
-                    "a TFDS name or an image folder with one subfolder per class.")  # fmt: skip
+                    "a TFDS name, an image folder with one subfolder per class, or tfrecord "
+                    "(ImageNet-layout train-*/validation-* shards in --data_dir).")  # fmt: skip
 flags.DEFINE_string("eval_dir", None, "Held-out image folder (default: 10% of the training folder).")
-flags.DEFINE_string("data_dir", None, "TFDS data directory.")
+flags.DEFINE_string("data_dir", None, "TFDS data directory, or the shards' folder (local or gs://) for --dataset=tfrecord.")
 flags.DEFINE_string("model_dir", None, "Run directory (default: runs/<model>-<dataset>).")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the recipe's).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the recipe's).")

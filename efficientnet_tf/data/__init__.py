@@ -11,5 +11,6 @@ from efficientnet_tf.data.pipeline import (
     resolve_source,
 )
 from efficientnet_tf.data.preprocessing import FAMILIES
+from efficientnet_tf.data.shards import shard_source, write_shards
 from efficientnet_tf.data.sources import Source, Split, array_source, folder_source, tfds_source
 from efficientnet_tf.data.synthetic import synthetic_source

@@ -23,10 +23,10 @@ _REPORTED_LOCK = threading.Lock()
 
 
 class BadFileLog:
-    """Paths of files that could not be used (each once), with one warning per pass."""
+    """Paths of files (image files, or `noun`s) that could not be used (each once), with one warning per pass."""
 
-    def __init__(self, what: str):
-        self.what = what
+    def __init__(self, what: str, noun: str = "image file"):
+        self.what, self.noun = what, noun
         self._paths: dict[str, str] = {}  # path -> when it was skipped; a dict keeps the order
         self._unreported: list[str] = []
         self._lock = threading.Lock()
@@ -55,7 +55,7 @@ class BadFileLog:
         if not paths:
             return
         shown = ", ".join(paths[:FIRST_PATHS]) + (", ..." if len(paths) > FIRST_PATHS else "")
-        log.warning("%s: skipped %d unreadable image file(s) %s: %s", self.what, len(paths), when, shown)
+        log.warning("%s: skipped %d unreadable %s(s) %s: %s", self.what, len(paths), self.noun, when, shown)
 
     def _note(self, path: tf.Tensor) -> bool:
         """Called from the pipeline: a failed path, or b"" at the end of a pass."""

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from efficientnet_tf.data import augment, mixing, preprocessing, seeds
 from efficientnet_tf.data.badfiles import decode_files
+from efficientnet_tf.data.shards import shard_source
 from efficientnet_tf.data.sources import Source, Split, folder_source, tfds_source
 from efficientnet_tf.data.synthetic import synthetic_source
 from efficientnet_tf.files import check_filesystem, is_remote
@@ -139,14 +140,16 @@ def _looks_like_path(text: str) -> bool:
 
 
 def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = None) -> Source:
-    """A Source as is; "synthetic"; an existing folder; else a TFDS dataset name."""
+    """A Source as is; "synthetic"; "tfrecord" (the shards in `data_dir`); an existing folder; else a TFDS dataset name."""
     if isinstance(source, Source):
         return source
     if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"source must be a Source, 'synthetic', a folder path or a TFDS name, got {source!r}.")
+        raise TypeError(f"source must be a Source, 'synthetic', 'tfrecord', a folder path or a TFDS name, got {source!r}.")
     source = os.fspath(source)
     if source == "synthetic":
         return synthetic_source()
+    if source == "tfrecord":
+        return shard_source(data_dir or "")
     folder = os.path.expanduser(source)
     check_filesystem(folder, "Image folder")
     if tf.io.gfile.isdir(folder):
@@ -159,10 +162,10 @@ def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = No
     return tfds_source(source, data_dir=data_dir)
 
 
-def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family):
-    """The split's (payload, label) dataset, and the step that turns (payload, label, key) into
+def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family, input_context=None):
+    """This input pipeline's (payload, label) dataset of the split, and the step that turns (payload, label, key) into
     (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG where the family does."""
-    ds = split.make()
+    ds = _shard(split, input_context)
 
     def decode_one(data, key):
         return preprocessing.decode_window(data, lambda shape: window_fn(shape, key), fam.jpeg_window_decode)
@@ -175,10 +178,11 @@ def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family):
     return ds, lambda d: d.map(crop, num_parallel_calls=AUTOTUNE)
 
 
-def _shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+def _shard(split: Split, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
     if input_context is None or input_context.num_input_pipelines == 1:
-        return ds
-    return ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+        return split.make()
+    count, index = input_context.num_input_pipelines, input_context.input_pipeline_id
+    return split.make_shard(count, index) if split.make_shard else split.make().shard(count, index)
 
 
 def make_train_dataset(
@@ -200,8 +204,7 @@ def make_train_dataset(
     def window(shape, key):
         return preprocessing.random_crop_window(shape, fam, state.image_size, seeds.fold_in(key, 0))
 
-    examples, decode = _examples_and_decoder(source.train, window, fam)
-    examples = _shard(examples, input_context)
+    examples, decode = _examples_and_decoder(source.train, window, fam, input_context)
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     run_key = tf.constant([seed, pipeline_id], tf.int64)
 
@@ -267,9 +270,9 @@ def make_eval_dataset(
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
     center = preprocessing.eval_window_fn(fam, image_size)
-    ds, decode = _examples_and_decoder(source.eval, lambda shape, key: center(shape), fam)
+    ds, decode = _examples_and_decoder(source.eval, lambda shape, key: center(shape), fam, input_context)
     no_key = tf.zeros([2], tf.int64)  # the center crop draws nothing
-    ds = decode(_shard(ds, input_context).map(lambda x, y: (x, y, no_key)))
+    ds = decode(ds.map(lambda x, y: (x, y, no_key)))
     size = tf.constant(image_size)
     ds = ds.map(lambda x, y, k: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
@@ -301,7 +304,8 @@ def make_datasets(
     """Train and eval pipelines of (float32 images in [0, 255] give or take bicubic overshoot, one-hot labels).
 
     `source`: a Source (folder_source, tfds_source, synthetic_source,
-    array_source), "synthetic", a folder path, or a TFDS name (with
+    array_source, shard_source), "synthetic", "tfrecord" (the TFRecord shards
+    in `data_dir`, see `shards`), a folder path, or a TFDS name (with
     `data_dir`). `family`: "efficientnet", "efficientnet-lite",
     "efficientnetv2-base", "efficientnetv2", or a customized
     `preprocessing.Family`. Train batches have

@@ -35,6 +35,9 @@ class Split:
 
     For image files, `bad_files` collects the files that fail to decode while
     the split is read, and `scanned` the ones rejected before (not in `size`).
+    `make_shard(count, index)`, where a split has one, gives input pipeline
+    `index` of `count` its own part (e.g. its own files); else each pipeline
+    keeps every count-th example of `make()`.
     """
 
     make: Callable[[], tf.data.Dataset]
@@ -42,6 +45,7 @@ class Split:
     size: int
     bad_files: BadFileLog | None = None
     scanned: BadFileLog | None = None
+    make_shard: Callable[[int, int], tf.data.Dataset] | None = None
 
     @property
     def usable_size(self) -> int:

@@ -44,8 +44,8 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    dataset: str = "synthetic"  # a preset, a TFDS name or an image folder
-    data_dir: str = ""  # TFDS data_dir
+    dataset: str = "synthetic"  # a preset, a TFDS name, an image folder or tfrecord (shards in data_dir)
+    data_dir: str = ""  # TFDS data_dir, or the folder of train-*/validation-* shards for tfrecord
     eval_dir: str = ""  # held-out image folder (else 10% of the training folder)
     batch_size: int = 4096  # global
     image_size: int = 0  # last training size; 0: the model's
