@@ -66,10 +66,11 @@ def check_filesystem(path: str, what: str) -> None:
         import tensorflow_io  # noqa: F401 (registers s3://, hdfs://, az://, http://)
     if scheme in tf.io.gfile.get_registered_schemes():
         return
+    known = ", ".join(f"{s}://" for s in sorted(tf.io.gfile.get_registered_schemes()) if s and s != "file")
     fix = (
         "pip install tensorflow-io (it adds s3://, hdfs://, az:// and http:// to TensorFlow)"
         if scheme in _TENSORFLOW_IO_SCHEMES
-        else f"use a local path or one of {', '.join(s + '://' for s in sorted(tf.io.gfile.get_registered_schemes()) if s and s != 'file')}"
+        else f"use a local path or one of {known}"
     )
     raise OSError(f"{what} {path!r}: TensorFlow has no filesystem for {scheme}://; {fix}.")
 

@@ -7,6 +7,7 @@ import sys
 from typing import Optional
 
 from efficientnet_tf.errors import one_line
+from efficientnet_tf.files import check_filesystem
 from efficientnet_tf.training.loading import load_trained
 from export.artifacts import FORMATS, QUANTIZE_CHOICES, check_min_agreement, export_trained, parse_list
 from export.litert import QUANTIZATIONS
@@ -43,6 +44,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if count < 1:
                 raise ValueError(f"{flag} must be at least 1, got {count}.")
         check_min_agreement(args.int8_min_agreement, "--int8_min_agreement")
+        check_filesystem(args.out, "--out")  # before the model is loaded and the images read
         trained = load_trained(args.model)
         calibration = calibration_images(trained, args.calibration_images, args.calibration_data or None)
         held_out = None

@@ -2,8 +2,8 @@
 
 Everything is written into a temporary sibling of `out` and renamed onto it
 at the end, so a killed export leaves only a `.tmp-*` directory, never an
-`out` that looks finished. A bucket's `out` is written locally and uploaded
-with export.json last, so one without export.json is not a finished export. `export.json` records what predict needs (model,
+`out` that looks finished (a bucket's `out` is written locally, then uploaded
+with export.json last). `export.json` records what predict needs (model,
 family, image size, class names) and each artifact's size and parity.
 """
 
@@ -20,7 +20,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from efficientnet_tf.files import TEMP_PREFIX, atomic_write, atomic_write_text, check_filesystem, copy_tree, error_text, is_remote
+from efficientnet_tf.files import (
+    TEMP_PREFIX, atomic_write, atomic_write_text, check_filesystem, copy_tree, error_text, is_remote,
+)  # fmt: skip
 from efficientnet_tf.inference import MANIFEST, LiteRTModel, OnnxModel
 from efficientnet_tf.training.loading import Trained
 from export import int8_auto, litert, onnx_export

@@ -345,6 +345,7 @@ def test_failed_export_leaves_no_output(tmp_path):
         (["--int8_min_agreement", "1.5"], "--int8_min_agreement must be in (0, 1]"),
         (["--int8_min_agreement", "0"], "--int8_min_agreement must be in (0, 1]"),
         (["--eval_images", "0"], "--eval_images"),
+        (["--out", "foo://bucket/out"], "--out 'foo://bucket/out': TensorFlow has no filesystem for foo://"),
     ],
 )
 def test_command_errors_are_one_line(tmp_path, capsys, args, message):

@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import tarfile  # noqa: E402
+import uuid  # noqa: E402
 import zlib  # noqa: E402
 
 import keras  # noqa: E402
@@ -309,3 +310,23 @@ def test_graph_built_v2_head_and_adam_bookkeeping_load(models, tmp_path):
     assert f"{name}/head_1/dense/kernel -> predictions/kernel (1280, 1000)" in mapping
     np.testing.assert_array_equal(loaded["predictions/bias"], values[f"{name}/head_1/dense/bias"])
     assert len(loaded) == len(models[name].weights)
+
+
+def test_an_archive_in_a_bucket_loads_like_a_local_one(tmp_path, monkeypatch):
+    """ram:// stands in for gs://; the archive is read through a local copy.
+
+    (A checkpoint directory in a bucket is read in place by tf.train; ram:// cannot show that, because its
+    isdir() is true for any key prefix, so tf.train takes ``model.ckpt-N`` there for a directory.)
+    """
+    monkeypatch.chdir(tmp_path)  # a URL taken for a local path would show up here as a "ram:" folder
+    name = "efficientnet-lite0"
+    folder = tmp_path / "local" / name
+    write_checkpoint(folder, random_values(recorded(name), 0))
+    archive = write_archive(folder, tmp_path / "local" / f"{name}.tar.gz")
+    remote = f"ram://official-{uuid.uuid4().hex[:8]}/{name}.tar.gz"
+    tf.io.gfile.makedirs(remote.rsplit("/", 1)[0])
+    tf.io.gfile.copy(archive, remote)
+    expected = get_model(name, weights=str(folder), input_shape=SHAPE).get_weights()
+    for ours, theirs in zip(get_model(name, weights=remote, input_shape=SHAPE).get_weights(), expected):
+        np.testing.assert_array_equal(ours, theirs)
+    assert os.listdir(tmp_path) == ["local"]

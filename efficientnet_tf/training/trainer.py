@@ -155,7 +155,8 @@ def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool 
             tf.io.gfile.remove(probe)
         saved = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) and not allow_config_change else None
     except (OSError, tf.errors.OpError) as e:
-        raise OSError(f"model_dir {model_dir!r} is not writable ({error_text(e)}); pass a --model_dir you can write to.") from None
+        reason = error_text(e)
+        raise OSError(f"model_dir {model_dir!r} is not writable ({reason}); pass a --model_dir you can write to.") from None
     if saved is not None:
         changed = differences(config_from_json(saved), config)
         if changed:
