@@ -108,7 +108,7 @@ def run_cli() -> None:
         print(f"train.py: {e}", file=sys.stderr)
         sys.exit(EXIT_CODE)
     except KeyboardInterrupt:
-        print("train.py: interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        print("train.py: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         sys.exit(130)
 
 

@@ -31,7 +31,7 @@ kind, *at = os.environ["SIGNAL_AT"].split(":")
 number = getattr(signal, os.environ["SIGNAL"])
 
 def send():
-    print(f"signalled: {number.name} at {time.time()}", flush=True)
+    print(f"\\nsignalled: {number.name} at {time.time()}", flush=True)
     os.kill(os.getpid(), number)
 
 if kind == "checkpoint":

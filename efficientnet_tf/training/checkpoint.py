@@ -261,7 +261,7 @@ class Checkpointer(keras.callbacks.Callback):
         saved = None
         if self.every_steps and self._batches % self.every_steps == 0 and not last:
             saved = self._save_mid_epoch()
-        if self._sigterm is not None and self._sigterm.received and not last and not is_multi_worker(self.model.distribute_strategy):
+        if self._sigterm_here() and not last:
             if saved is None and self.data is not None:
                 saved = self._save_mid_epoch()
             self._stop_preempted(saved)
@@ -270,8 +270,14 @@ class Checkpointer(keras.callbacks.Callback):
         if self._sigterm is not None:  # inside fit: its validation is about to reset the epoch's metric totals
             self._train_metrics = [variable.numpy() for variable in self.model.metrics_variables]
 
+    def _sigterm_here(self) -> bool:
+        """SIGTERM arrived, and this step may save: under multi-worker training each worker gets its own
+        signal at its own step, so there only the epoch end (a step all workers share) saves."""
+        received = self._sigterm is not None and self._sigterm.received
+        return received and not is_multi_worker(self.model.distribute_strategy)
+
     def on_test_batch_end(self, batch, logs=None):
-        if self._sigterm is None or not self._sigterm.received or is_multi_worker(self.model.distribute_strategy):
+        if not self._sigterm_here():
             return
         # The training epoch is done: its state is saved as a mid-epoch checkpoint at its last batch, and the
         # rerun evaluates it. Keras skips on_test_end when a callback raises: the EMA swaps its averages out first.
