@@ -13,6 +13,7 @@ from signalled_train import final_weights, read_log, run_train
 
 from efficientnet_tf.data import make_datasets, synthetic_source
 from efficientnet_tf.training import Checkpointer
+from efficientnet_tf.training.preemption import SigtermListener
 
 # 2 epochs of 6 training and 8 evaluation steps; progressive learning changes the stage at epoch 2;
 # crops, flips, Mixup, CutMix, dropout, stochastic depth and EMA are on. A mid-epoch checkpoint
@@ -102,3 +103,22 @@ def test_resumed_pass_continues_with_the_batches_of_the_full_pass():
 def test_mid_epoch_checkpoints_need_the_data_state(tmp_path):
     with pytest.raises(ValueError, match="data= the train dataset's AugmentState"):
         Checkpointer(str(tmp_path), every_steps=100)
+
+
+def test_sigterm_listener_records_one_signal_and_passes_a_second_on():
+    calls = []
+
+    def record(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, record)
+    try:
+        listener = SigtermListener()
+        signal.raise_signal(signal.SIGTERM)
+        assert listener.received and calls == []
+        signal.raise_signal(signal.SIGTERM)  # a run that no longer reaches a step boundary still stops
+        assert calls == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is record  # the previous handler is back
+        listener.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
