@@ -9,7 +9,14 @@
 Every config field can be set by its dotted name (see configs/ and
 efficientnet_tf/training/config.py); the resolved config is printed and
 saved in --model_dir. Rerunning the same command resumes from the last
-finished epoch.
+finished epoch, or mid-epoch from a mid-epoch checkpoint.
+
+On SIGTERM (spot VMs, Kubernetes and Slurm send it before they kill a job)
+the run saves a checkpoint at the next step boundary (an evaluation in
+progress is abandoned; a checkpoint being written is finished), prints one
+line naming it, and exits with status 143 (128 + SIGTERM); rerunning the
+same command resumes at that step. --train.checkpoint_every_steps=N also
+saves one every N steps, which bounds what a SIGKILL loses.
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ def run_cli() -> None:
     """Bad input ends with one line naming the fix and a non-zero exit, never a traceback."""
     from efficientnet_tf.training.checkpoint import TrainingDiverged
     from efficientnet_tf.training.hardware import WorkerLost
+    from efficientnet_tf.training.preemption import EXIT_CODE, Preempted
 
     try:
         app.run(main, flags_parser=parse_flags)
@@ -97,8 +105,11 @@ def run_cli() -> None:
     except (ValueError, OSError, TrainingDiverged, WorkerLost) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        sys.exit(EXIT_CODE)
     except KeyboardInterrupt:
-        print("train.py: interrupted; rerun the same command to resume from the last finished epoch.", file=sys.stderr)
+        print("train.py: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         sys.exit(130)
 
 

@@ -115,6 +115,7 @@ def test_an_empty_image_folder_is_a_one_line_error_before_any_work(tmp_path):
         ({"data.augmentation": "randaug"}, "data.augmentation must be one of randaugment, autoaugment, none"),
         ({"data.shuffle_buffer": 0}, "data.shuffle_buffer must be at least 1"),
         ({"data.synthetic_variant": "hard"}, "data.synthetic_variant must be one of shapes, fine, got 'hard'"),
+        ({"train.checkpoint_every_steps": -1}, "train.checkpoint_every_steps must be at least 0 (0: only at epoch ends)"),
     ],
 )
 def test_relations_between_fields_are_checked_before_any_work(overrides, message):

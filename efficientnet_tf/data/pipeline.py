@@ -14,6 +14,8 @@ every random draw in it is keyed by (seed, input pipeline, pass, position)
 same whether or not passes 0..e-1 ran in this process. `AugmentState.epoch`
 numbers the passes; each new iteration advances it, and a callback may set it
 (`ProgressiveLearning` sets Keras' epoch, so a resumed fit replays its epochs).
+`AugmentState.resume_at(batch)` makes the next pass start at that batch, the
+ones before it skipped before any decoding (a run resumed mid-epoch).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ class AugmentState:
     picks them up within a few batches. Create it outside any distribution
     strategy scope so the variables stay plain host variables. A 0 magnitude
     or alpha turns that augmentation off. `epoch` is the number of the next
-    pass over the training data, which keys its random draws.
+    pass over the training data, which keys its random draws; `first_batch`
+    is where that pass starts (0 but in a resumed epoch, see `resume_at`).
     """
 
     def __init__(self, image_size: int, randaug_magnitude: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0):
@@ -75,10 +78,19 @@ class AugmentState:
                 dtype = tf.int32 if name == "image_size" else tf.float32
                 setattr(self, name, tf.Variable(value, dtype=dtype, trainable=False, name=name))
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.first_batch = tf.Variable(0, dtype=tf.int64, trainable=False, name="first_batch")
+            # Set while a pass that starts after its first batch runs; the dataset's length stays
+            # the full pass, so its end is an empty extra pass (see make_train_dataset).
+            self.cut_short = tf.Variable(False, trainable=False, name="cut_short")
 
     def next_pass(self) -> tf.Tensor:
         """The pass number to use, advancing `epoch` (called once per iteration of the train dataset)."""
         return self.epoch.assign_add(1) - 1
+
+    def resume_at(self, batch: int) -> None:
+        """The next pass starts at `batch` (the first `batch` batches were trained before a restart); once."""
+        self.first_batch.assign(check_int("batch", batch, min=0))
+        self.cut_short.assign(False)
 
     def assign(self, **values: float) -> None:
         """Set any of image_size, randaug_magnitude, mixup_alpha, cutmix_alpha (all checked before any is set)."""
@@ -232,7 +244,7 @@ def make_train_dataset(
         images.set_shape([batch_size, None, None, 3])
         return images, labels
 
-    def one_pass(epoch):
+    def one_pass(epoch, skip_examples, skip_batches):
         shuffle_key, example_key, batch_key = tf.unstack(seeds.split(seeds.fold_in(run_key, epoch), 3))
         shuffle_seed = tf.random.stateless_uniform([], shuffle_key, minval=None, maxval=None, dtype=tf.int64)
         # While tracing this sets only this function's graph seed, which TF pairs with the op seed:
@@ -240,20 +252,47 @@ def make_train_dataset(
         # seed beside a global seed of 0 (keras.utils.set_random_seed(0)), never sees that case.
         tf.random.set_seed(1)
         ds = examples.shuffle(min(shuffle_buffer, source.train.size), seed=shuffle_seed)
-        ds = decode(ds.enumerate().map(lambda i, e: (e[0], e[1], seeds.fold_in(example_key, i))))
+        ds = ds.enumerate().skip(skip_examples)
+        ds = decode(ds.map(lambda i, e: (e[0], e[1], seeds.fold_in(example_key, i))))
         # One size per batch: read the variable once, repeat it batch_size times.
         sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], state.image_size.read_value()))
         ds = tf.data.Dataset.zip(ds, sizes.unbatch())
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
-        ds = ds.enumerate().map(lambda b, batch: augment_batch(seeds.fold_in(batch_key, b), batch), num_parallel_calls=AUTOTUNE)
+        ds = ds.enumerate(start=skip_batches).map(lambda b, batch: augment_batch(seeds.fold_in(batch_key, b), batch), num_parallel_calls=AUTOTUNE)
         return ds
 
-    passes = tf.data.Dataset.from_tensors(0).map(lambda _: state.next_pass())
-    ds = passes.flat_map(one_pass)
     # flat_map hides the length; restore it where every example makes it (files can fail to decode).
     examples_per_pass = int(examples.cardinality())
-    if examples_per_pass >= 0 and source.train.kind != "path":
-        ds = ds.apply(tf.data.experimental.assert_cardinality(examples_per_pass // batch_size))
+    batches_per_pass = examples_per_pass // batch_size if examples_per_pass >= 0 and source.train.kind != "path" else -1
+
+    @tf.function(autograph=False)
+    def start_pass(_):
+        """(pass, first batch), consuming `first_batch`; pass -1 (none) to end a pass that was cut short."""
+
+        def start():
+            first = state.first_batch.read_value()
+            with tf.control_dependencies([first]):
+                reset = state.first_batch.assign(0)
+                cut = state.cut_short.assign(tf.logical_and(first > 0, first < batches_per_pass))
+            with tf.control_dependencies([reset, cut]):
+                return state.next_pass(), tf.identity(first)
+
+        def end():
+            with tf.control_dependencies([state.cut_short.assign(False)]):
+                return tf.constant(-1, tf.int64), tf.constant(0, tf.int64)
+
+        return tf.cond(state.cut_short.read_value(), end, start)
+
+    def first_batches_skipped(epoch, first):
+        # Skipped before any decoding; the batches keep their keys, so the rest of the pass is unchanged.
+        return one_pass(epoch, first * batch_size, first)
+
+    passes = tf.data.Dataset.from_tensors(0).map(start_pass).filter(lambda epoch, first: epoch >= 0)
+    ds = passes.flat_map(first_batches_skipped)
+    if batches_per_pass >= 0:
+        # Length by repeat-and-take rather than assert_cardinality, which fails a pass resumed mid-way: that
+        # pass is shorter, and its repetition is an empty pass (cut_short), which ends the iteration.
+        ds = ds.repeat().take(batches_per_pass)
     return ds.prefetch(AUTOTUNE)
 
 

@@ -14,12 +14,13 @@ from efficientnet_tf.training.config import Config, build_config, resolve
 from efficientnet_tf.training.ema import ExponentialMovingAverage
 from efficientnet_tf.training.loading import Trained, load_trained
 from efficientnet_tf.training.optimizer import RMSprop, add_weight_decay, make_optimizer
+from efficientnet_tf.training.preemption import Preempted
 from efficientnet_tf.training.progressive import ProgressiveLearning, Stage, progressive_stages
 from efficientnet_tf.training.reproducibility import make_deterministic
 from efficientnet_tf.training.schedules import WarmupSchedule, scaled_learning_rate
 
 __all__ = [
-    "Checkpointer", "Config", "ExponentialMovingAverage", "ProgressiveLearning", "RMSprop", "Stage", "Trained", "TrainingDiverged",
+    "Checkpointer", "Config", "ExponentialMovingAverage", "Preempted", "ProgressiveLearning", "RMSprop", "Stage", "Trained", "TrainingDiverged",
     "WarmupSchedule", "add_weight_decay", "build_config", "latest_checkpoint", "load_trained", "make_deterministic", "make_optimizer",
     "progressive_stages", "resolve", "restore", "scaled_learning_rate",
 ]  # fmt: skip

@@ -99,7 +99,8 @@ class TrainConfig:
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (with several replicas)
     seed: int = 0
     deterministic: bool = False  # TF op determinism too (see training/reproducibility.py)
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # epoch-end checkpoints; mid-epoch ones are extra (see checkpoint_every_steps)
+    checkpoint_every_steps: int = 0  # also a mid-epoch checkpoint every N steps (bounds what a SIGKILL loses); 0: epoch ends only
 
 
 @dataclasses.dataclass
@@ -216,6 +217,8 @@ def _check_relations(config: Config) -> None:
         (data.batch_size >= 1 and data.shuffle_buffer >= 1, "data.batch_size and data.shuffle_buffer must be at least 1"),
         (0 <= train.ema_decay < 1, f"train.ema_decay must be in [0, 1) (0: no EMA), got {train.ema_decay}"),
         (train.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}"),
+        (train.checkpoint_every_steps >= 0,
+         f"train.checkpoint_every_steps must be at least 0 (0: only at epoch ends), got {train.checkpoint_every_steps}"),
         (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
         (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
         (data.synthetic_variant in SYNTHETIC_VARIANTS,

@@ -31,12 +31,14 @@ class EpochReport(keras.callbacks.Callback):
         self._last = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or not self._batches:
+        if logs is None:
+            return
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        if not self._batches:  # an epoch resumed after its last batch
             return
         seconds, images = self._last - self._start, self._batches * self.batch_size
         self.train_seconds += seconds
         self.train_images += images
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["images_per_sec"] = images / seconds
         logs["train_seconds"] = self.train_seconds  # cumulative in this process, validation excluded
 

@@ -6,6 +6,7 @@ file only wires them from the config and owns the model directory:
     config.json        the resolved config (a rerun must match it)
     class_names.json   for predict and export
     ckpt-NNNNN.npz     atomic per-epoch checkpoints (model, optimizer, EMA)
+    ckpt-NNNNN-BBBBB.npz  the newest mid-epoch one (SIGTERM, train.checkpoint_every_steps)
     log.csv            one row per finished epoch
     tensorboard/       per-epoch scalars
     history.png        learning curves and schedules
@@ -268,7 +269,8 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
     else:
         atomic_write_text(os.path.join(write_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
         checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose,
-                                    write_directory=write_dir)  # fmt: skip
+                                    write_directory=write_dir, data=info.state,
+                                    every_steps=config.train.checkpoint_every_steps)  # fmt: skip
         callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
                      keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), write_graph=False)]  # fmt: skip
         # shuffle=False: the pipeline shuffles itself (Keras would warn that it ignores shuffle=True).
