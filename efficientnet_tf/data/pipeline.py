@@ -156,20 +156,21 @@ def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = No
     return tfds_source(source, data_dir=data_dir)
 
 
-def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family):
-    """The split's (payload, label) dataset, and the step that turns (payload, label, key) into
-    (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG where the family does."""
+def _examples_and_decoder(split: Split, fam: preprocessing.Family):
+    """The split's (payload, label) dataset, and the step `decode(ds, window_fn)` that turns (payload, label, key)
+    into (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG where the family does."""
     ds = split.make()
 
-    def decode_one(data, key):
+    def decode_one(data, key, window_fn):
         return preprocessing.decode_window(data, lambda shape: window_fn(shape, key), fam.jpeg_window_decode)
 
     if split.kind == "path":
-        return ds, lambda d: decode_files(d, decode_one, split.bad_files)
+        return ds, lambda d, window_fn: decode_files(d, lambda x, k: decode_one(x, k, window_fn), split.bad_files)
     if split.kind == "encoded":
-        return ds, lambda d: d.map(lambda x, y, k: (decode_one(x, k), y, k), num_parallel_calls=AUTOTUNE)
-    crop = lambda x, y, k: (preprocessing.crop(x, window_fn(tf.shape(x), k)), y, k)  # noqa: E731
-    return ds, lambda d: d.map(crop, num_parallel_calls=AUTOTUNE)
+        return ds, lambda d, window_fn: d.map(lambda x, y, k: (decode_one(x, k, window_fn), y, k), num_parallel_calls=AUTOTUNE)
+    return ds, lambda d, window_fn: d.map(
+        lambda x, y, k: (preprocessing.crop(x, window_fn(tf.shape(x), k)), y, k), num_parallel_calls=AUTOTUNE
+    )
 
 
 def _shard(ds: tf.data.Dataset, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
@@ -189,15 +190,20 @@ def make_train_dataset(
     shuffle_buffer: int = 10_000,
     input_context: tf.distribute.InputContext | None = None,
     seed: int = 0,
+    service: str = "",
 ) -> tf.data.Dataset:
-    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass, keyed by `seed`."""
+    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass, keyed by `seed`.
+
+    With `service` (a dispatcher's grpc://HOST:PORT), each pass runs on that tf.data service's workers.
+    """
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
+    if service:
+        # Imported here: `python -m efficientnet_tf.data.service` imports this module first.
+        from efficientnet_tf.data import service as data_service
 
-    def window(shape, key):
-        return preprocessing.random_crop_window(shape, fam, state.image_size, seeds.fold_in(key, 0))
-
-    examples, decode = _examples_and_decoder(source.train, window, fam)
+        service = data_service.check_dispatcher(service)
+    examples, decode = _examples_and_decoder(source.train, fam)
     examples = _shard(examples, input_context)
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     run_key = tf.constant([seed, pipeline_id], tf.int64)
@@ -207,13 +213,13 @@ def make_train_dataset(
         image = preprocessing.train_finish(image, size, fam, augmentation is not None, seeds.fold_in(key, 1))
         return image, tf.one_hot(label, num_classes)
 
-    def augment_batch(key, batch):
+    def augment_batch(key, batch, read):
         # RandAugment/AutoAugment take the uint8 batch as is (their values stay
         # on the uint8 grid); Mixup/CutMix give float32, an image at a time.
         images, labels = batch
         augment_key, mix_key = tf.unstack(seeds.split(key, 2))
         if augmentation == "randaugment":
-            magnitude = state.randaug_magnitude.read_value()
+            magnitude = read("randaug_magnitude")
             images = tf.cond(
                 magnitude > 0,
                 lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast, augment_key),
@@ -221,12 +227,13 @@ def make_train_dataset(
             )  # fmt: skip
         elif augmentation == "autoaugment":
             images = augment.autoaugment(images, fam.pil_contrast, augment_key)
-        mixup, cutmix = state.mixup_alpha.read_value(), state.cutmix_alpha.read_value()
-        images, labels = mixing.mix_batch(images, labels, mixup, cutmix, mix_key)
+        images, labels = mixing.mix_batch(images, labels, read("mixup_alpha"), read("cutmix_alpha"), mix_key)
         images.set_shape([batch_size, None, None, 3])
         return images, labels
 
-    def one_pass(epoch):
+    def one_pass(epoch, read, position_key=seeds.fold_in):
+        """Pass `epoch`; `read(knob)` gives a knob's value where a batch uses it, `position_key(key, i)`
+        the key of the example or batch at position i."""
         shuffle_key, example_key, batch_key = tf.unstack(seeds.split(seeds.fold_in(run_key, epoch), 3))
         shuffle_seed = tf.random.stateless_uniform([], shuffle_key, minval=None, maxval=None, dtype=tf.int64)
         # While tracing this sets only this function's graph seed, which TF pairs with the op seed:
@@ -234,16 +241,32 @@ def make_train_dataset(
         # seed beside a global seed of 0 (keras.utils.set_random_seed(0)), never sees that case.
         tf.random.set_seed(1)
         ds = examples.shuffle(min(shuffle_buffer, source.train.size), seed=shuffle_seed)
-        ds = decode(ds.enumerate().map(lambda i, e: (e[0], e[1], seeds.fold_in(example_key, i))))
-        # One size per batch: read the variable once, repeat it batch_size times.
-        sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], state.image_size.read_value()))
+        ds = ds.enumerate().map(lambda i, e: (e[0], e[1], position_key(example_key, i)))
+        ds = decode(ds, lambda shape, key: preprocessing.random_crop_window(shape, fam, read("image_size"), seeds.fold_in(key, 0)))
+        # One size per batch: read the knob once, repeat it batch_size times.
+        sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], read("image_size")))
         ds = tf.data.Dataset.zip(ds, sizes.unbatch())
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
-        ds = ds.enumerate().map(lambda b, batch: augment_batch(seeds.fold_in(batch_key, b), batch), num_parallel_calls=AUTOTUNE)
+        ds = ds.enumerate().map(lambda b, batch: augment_batch(position_key(batch_key, b), batch, read),
+                                num_parallel_calls=AUTOTUNE)  # fmt: skip
         return ds
 
+    if service:
+        # Workers cannot read the state's variables (a distributed dataset would carry the values they had
+        # when it was sent, frozen), so each pass is sent afresh with the values of its start (see `service`).
+        if source.train.kind == "path":
+            raise ValueError(
+                "data.service cannot run an image-folder pipeline (its bad-file log runs Python on the trainer); "
+                "convert the folder to a TFDS dataset or TFRecords, or train without --data.service."
+            )
+        passes = tf.data.Dataset.from_tensors(0).map(
+            lambda _: (state.next_pass(), {knob: getattr(state, knob).read_value() for knob in KNOBS})
+        )
+        return passes.flat_map(
+            lambda epoch, values: data_service.distribute(one_pass(epoch, values.get, data_service.worker_position_key), service)
+        ).prefetch(AUTOTUNE)
     passes = tf.data.Dataset.from_tensors(0).map(lambda _: state.next_pass())
-    ds = passes.flat_map(one_pass)
+    ds = passes.flat_map(lambda epoch: one_pass(epoch, lambda knob: getattr(state, knob).read_value()))
     # flat_map hides the length; restore it where every example makes it (files can fail to decode).
     examples_per_pass = int(examples.cardinality())
     if examples_per_pass >= 0 and source.train.kind != "path":
@@ -264,9 +287,9 @@ def make_eval_dataset(
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
     center = preprocessing.eval_window_fn(fam, image_size)
-    ds, decode = _examples_and_decoder(source.eval, lambda shape, key: center(shape), fam)
+    ds, decode = _examples_and_decoder(source.eval, fam)
     no_key = tf.zeros([2], tf.int64)  # the center crop draws nothing
-    ds = decode(_shard(ds, input_context).map(lambda x, y: (x, y, no_key)))
+    ds = decode(_shard(ds, input_context).map(lambda x, y: (x, y, no_key)), lambda shape, key: center(shape))
     size = tf.constant(image_size)
     ds = ds.map(lambda x, y, k: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
@@ -294,6 +317,7 @@ def make_datasets(
     input_context: tf.distribute.InputContext | None = None,
     data_dir: str | None = None,
     seed: int | None = None,
+    service: str = "",
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
     """Train and eval pipelines of (float32 images in [0, 255] give or take bicubic overshoot, one-hot labels).
 
@@ -310,7 +334,9 @@ def make_datasets(
     magnitude and alphas come from it), else one is made from image_size,
     randaug_magnitude (default 10) and the alphas (default 0: off). `seed` keys every random draw of the
     train pipeline (default: one drawn from numpy's global generator, which
-    `keras.utils.set_random_seed` seeds).
+    `keras.utils.set_random_seed` seeds). `service`: a tf.data service
+    dispatcher's grpc://HOST:PORT that runs the train pipeline (`service`
+    module); evaluation stays local.
     Every argument is checked before the source is read.
     """
     preprocessing.get_family(family)
@@ -325,6 +351,10 @@ def make_datasets(
     randaug_layers = check_int("randaug_layers", randaug_layers, min=0)
     shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, min=1)
     check_choice("cache_eval", cache_eval, (True, False))
+    if service:
+        from efficientnet_tf.data.service import check_dispatcher
+
+        check_dispatcher(service)
     seed = int(np.random.randint(2**31)) if seed is None else check_int("seed", seed, min=0, max=2**63 - 1)
     if state is None:
         state = AugmentState(**{"randaug_magnitude": 10.0, **knobs})
@@ -351,6 +381,7 @@ def make_datasets(
     train = make_train_dataset(
         src, family=family, batch_size=batch_size, state=state, augmentation=augmentation,
         randaug_layers=randaug_layers, shuffle_buffer=shuffle_buffer, input_context=input_context, seed=seed,
+        service=service,
     )  # fmt: skip
     evaluation = make_eval_dataset(
         src, family=family, image_size=eval_size, batch_size=eval_batch_size,

@@ -26,6 +26,7 @@ import typing
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from efficientnet_tf.data.pipeline import AUGMENTATIONS
+from efficientnet_tf.data.service import parse_address
 from efficientnet_tf.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from efficientnet_tf.registry import get_spec
 
@@ -60,6 +61,7 @@ class DataConfig:
     synthetic_classes: int = 10
     synthetic_train: int = 6000
     synthetic_eval: int = 1000
+    service: str = ""  # grpc://HOST:PORT of a tf.data service dispatcher that runs the train pipeline; "": local
 
 
 @dataclasses.dataclass
@@ -218,6 +220,9 @@ def _check_relations(config: Config) -> None:
         (train.keep_checkpoints >= 1, f"train.keep_checkpoints must be at least 1, got {train.keep_checkpoints}"),
         (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
         (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+        (not (data.service and train.deterministic),
+         "train.deterministic cannot hold through data.service (the workers' timing orders the batches and their "
+         "random draws); train without --data.service for a deterministic run, or drop --train.deterministic"),
         (data.synthetic_variant in SYNTHETIC_VARIANTS,
          f"data.synthetic_variant must be one of {', '.join(SYNTHETIC_VARIANTS)}, got {data.synthetic_variant!r}"),
     ]  # fmt: skip
@@ -233,6 +238,8 @@ def _check_relations(config: Config) -> None:
     for ok, message in rules:
         if not ok:
             raise ValueError(message + ".")
+    if data.service:
+        parse_address(data.service)
 
 
 def schedules_dropout(config: Config) -> bool:

@@ -83,9 +83,14 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
             source, family=family, image_size=data.image_size, eval_size=data.eval_size, batch_size=data.batch_size,
             augmentation=data.augmentation, randaug_layers=data.randaug_layers,
             shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic", state=state,
-            input_context=input_context, seed=config.train.seed, **knobs,
+            input_context=input_context, seed=config.train.seed, service=data.service, **knobs,
         )  # fmt: skip
 
+    if data.service and strategy is not None and is_multi_worker(strategy):
+        raise ValueError(
+            "data.service feeds one trainer process (its replicas included); for multi-worker training "
+            "drop --data.service, or train on one machine with --strategy=mirrored."
+        )
     train, evaluation, info = datasets()
     if strategy is None or strategy is tf.distribute.get_strategy():
         return train, evaluation, info
