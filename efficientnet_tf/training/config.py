@@ -26,7 +26,6 @@ import typing
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from efficientnet_tf.data.pipeline import AUGMENTATIONS
-from efficientnet_tf.data.service import parse_address
 from efficientnet_tf.data.synthetic import VARIANTS as SYNTHETIC_VARIANTS
 from efficientnet_tf.registry import get_spec
 
@@ -239,6 +238,9 @@ def _check_relations(config: Config) -> None:
         if not ok:
             raise ValueError(message + ".")
     if data.service:
+        # Imported here: `python -m efficientnet_tf.data.service` imports the package (and this module) first.
+        from efficientnet_tf.data.service import parse_address
+
         parse_address(data.service)
 
 
