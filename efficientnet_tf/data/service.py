@@ -44,7 +44,8 @@ import tensorflow as tf
 PROCESSING_MODE = "distributed_epoch"
 DEFAULT_PORT = 5050
 _ADDRESS = re.compile(r"(?:grpc://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")
-_START_DISPATCHER = "python -m efficientnet_tf.data.service dispatcher --port={port}"
+_MODULE = "python -m efficientnet_tf.data.service"
+_START_DISPATCHER = _MODULE + " dispatcher --port={port}"
 
 
 def parse_address(address: str, what: str = "data.service") -> tuple[str, int]:
@@ -59,18 +60,17 @@ def parse_address(address: str, what: str = "data.service") -> tuple[str, int]:
     return match["host"], port
 
 
-def check_dispatcher(address: str, timeout: float = 5.0) -> str:
+def check_dispatcher(address: str, timeout: float = 5.0, what: str = "data.service") -> str:
     """`address` as grpc://HOST:PORT once something accepts connections there, else a one-line OSError naming the fix."""
-    host, port = parse_address(address)
+    host, port = parse_address(address, what)
     try:
         socket.create_connection((host.strip("[]"), port), timeout=timeout).close()
     except OSError as e:
+        fix = f"start it there with `{_START_DISPATCHER.format(port=port)}`"
+        if what == "data.service":
+            fix += f" and workers with `{_MODULE} worker --dispatcher={host}:{port}`, or train without --data.service"
         reason = e.strerror or type(e).__name__
-        raise OSError(
-            f"No tf.data service dispatcher answers at {host}:{port} (data.service={address}: {reason}); start it "
-            f"there with `{_START_DISPATCHER.format(port=port)}` and workers with `python -m efficientnet_tf.data.service "
-            f"worker --dispatcher={host}:{port}`, or train without --data.service."
-        ) from None
+        raise OSError(f"No tf.data service dispatcher answers at {host}:{port} ({what}={address}: {reason}); {fix}.") from None
     return f"grpc://{host}:{port}"
 
 
@@ -96,16 +96,14 @@ def worker_position_key(key: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
 def _serve(args: argparse.Namespace) -> tuple:
     """Starts the server; returns it and the line that tells where it is."""
     service = tf.data.experimental.service
-    module = "python -m efficientnet_tf.data.service"
     if args.role == "dispatcher":
         server = service.DispatchServer(service.DispatcherConfig(port=args.port))
         port = int(server.target.rsplit(":", 1)[1])
         return server, (
-            f"tf.data service dispatcher at grpc://{args.host}:{port}; start workers with `{module} worker "
+            f"tf.data service dispatcher at grpc://{args.host}:{port}; start workers with `{_MODULE} worker "
             f"--dispatcher={args.host}:{port}` and train with --data.service=grpc://{args.host}:{port}"
         )
-    host, port = parse_address(args.dispatcher, "--dispatcher")
-    dispatcher = check_dispatcher(f"{host}:{port}").removeprefix("grpc://")
+    dispatcher = check_dispatcher(args.dispatcher, what="--dispatcher").removeprefix("grpc://")
     config = service.WorkerConfig(dispatcher_address=dispatcher, worker_address=f"{args.host}:%port%", port=args.port)
     server = service.WorkerServer(config)
     return server, f"tf.data service worker at {args.host}:{server._address.rsplit(':', 1)[1]} for dispatcher {dispatcher}"
@@ -113,7 +111,7 @@ def _serve(args: argparse.Namespace) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs a dispatcher or a worker until SIGTERM or SIGINT; bad input is one line on stderr."""
-    parser = argparse.ArgumentParser(prog="python -m efficientnet_tf.data.service", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=_MODULE, description=__doc__.split("\n\n")[0])
     parser.add_argument("role", choices=("dispatcher", "worker"))
     parser.add_argument("--port", type=int, default=None, help=f"port to listen on (dispatcher default {DEFAULT_PORT}, worker: any free port)")
     parser.add_argument("--dispatcher", help="the dispatcher's HOST:PORT (workers only)")
@@ -130,11 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server, line = _serve(args)
     except (ValueError, OSError) as e:
-        print(f"efficientnet_tf.data.service: error: {e}", file=sys.stderr)
+        print(f"{_MODULE}: error: {e}", file=sys.stderr)
         return 2
-    except tf.errors.OpError as e:
-        print(f"efficientnet_tf.data.service: error: {args.role} could not start on port {args.port} ({e.message.splitlines()[0]}); "
-              "pass a free --port.", file=sys.stderr)  # fmt: skip
+    except RuntimeError as e:  # TF's gRPC server says only "Could not start gRPC server"
+        print(f"{_MODULE}: error: the {args.role} could not listen on port {args.port} ({e}); pass a free --port.", file=sys.stderr)
         return 2
     print(line, flush=True)
     while not stop.wait(0.5):

@@ -35,6 +35,7 @@ import tensorflow as tf
 import efficientnet_tf
 from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
+from efficientnet_tf.data.service import check_dispatcher
 from efficientnet_tf.files import atomic_write, atomic_write_text
 from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
 from efficientnet_tf.training.config import Config, config_from_json, differences, resolve, schedules_dropout
@@ -196,6 +197,10 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
     config = resolve(config)
+    if config.data.service and mode == "eval":
+        config = resolve(config, {"data.service": ""})  # evaluation reads no training data
+    elif config.data.service:
+        check_dispatcher(config.data.service)  # before the hardware: a TPU or a precision probe can take minutes
     start = time.perf_counter()
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
     if config.train.deterministic:
