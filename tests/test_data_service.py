@@ -153,7 +153,8 @@ TINY = ["--model=efficientnetv2-b0", "--model.width=0.5", "--model.depth=0.3", "
 
 def test_train_py_with_no_dispatcher_is_one_line(tmp_path):
     port = free_port()
-    result = train(*TINY, "--epochs=1", "--progressive.stages=1", f"--data.service=grpc://127.0.0.1:{port}", f"--model_dir={tmp_path}", timeout=120)
+    address = f"--data.service=grpc://127.0.0.1:{port}"
+    result = train(*TINY, "--epochs=1", "--progressive.stages=1", address, f"--model_dir={tmp_path}", timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
     assert f"No tf.data service dispatcher answers at 127.0.0.1:{port}" in line

@@ -14,6 +14,9 @@ every random draw in it is keyed by (seed, input pipeline, pass, position)
 same whether or not passes 0..e-1 ran in this process. `AugmentState.epoch`
 numbers the passes; each new iteration advances it, and a callback may set it
 (`ProgressiveLearning` sets Keras' epoch, so a resumed fit replays its epochs).
+
+With `service=` the passes run on tf.data service workers, each with the
+knobs' values at its start (see `service`).
 """
 
 from __future__ import annotations

@@ -25,6 +25,12 @@ Why it is built this way:
   position key takes fresh entropy instead. The batches' order and content
   depend on the workers' timing: runs through the service are not
   reproducible, and a resumed epoch is not the one that was interrupted.
+- What workers run must be graph ops: image folders (whose bad-file log runs
+  Python on the trainer) are refused. A TFDS train split skips TFDS's own
+  count check, which fails on workers that each read part of the split.
+- Keras' `fit` starts a fresh iterator each epoch; through the service an
+  epoch's length is not known in advance (each worker drops its last
+  partial batch), so the dataset states none.
 - The trainer checks that the dispatcher answers (a TCP connect with a short
   timeout) before it starts; tf.data itself would retry for a long time.
 """
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs a dispatcher or a worker until SIGTERM or SIGINT; bad input is one line on stderr."""
     parser = argparse.ArgumentParser(prog=_MODULE, description=__doc__.split("\n\n")[0])
     parser.add_argument("role", choices=("dispatcher", "worker"))
-    parser.add_argument("--port", type=int, default=None, help=f"port to listen on (dispatcher default {DEFAULT_PORT}, worker: any free port)")
+    parser.add_argument("--port", type=int, default=None,
+                        help=f"port to listen on (dispatcher default {DEFAULT_PORT}, worker: any free port)")  # fmt: skip
     parser.add_argument("--dispatcher", help="the dispatcher's HOST:PORT (workers only)")
     parser.add_argument("--host", default=socket.gethostname(),
                         help="the name other machines reach this one by (default: the host name)")  # fmt: skip
@@ -131,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_MODULE}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # TF's gRPC server says only "Could not start gRPC server"
-        print(f"{_MODULE}: error: the {args.role} could not listen on port {args.port} ({e}); pass a free --port.", file=sys.stderr)
+        print(f"{_MODULE}: error: the {args.role} could not listen on port {args.port} ({e}); pass a free --port.",
+              file=sys.stderr)  # fmt: skip
         return 2
     print(line, flush=True)
     while not stop.wait(0.5):
