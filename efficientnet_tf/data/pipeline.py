@@ -270,11 +270,12 @@ def make_train_dataset(
         ).prefetch(AUTOTUNE)
     passes = tf.data.Dataset.from_tensors(0).map(lambda _: state.next_pass())
     ds = passes.flat_map(lambda epoch: one_pass(epoch, lambda knob: getattr(state, knob).read_value()))
-    # flat_map hides the length; restore it where every example makes it (files can fail to decode),
-    # from the split's size: a TFDS train split does not check its own (see tfds_source).
-    if source.train.kind != "path":
+    # flat_map hides the length; restore it where every example makes it (files can fail to decode).
+    examples_per_pass = int(examples.cardinality())
+    if examples_per_pass == tf.data.UNKNOWN_CARDINALITY:  # a TFDS train split does not count itself (see tfds_source)
         pipelines = 1 if input_context is None else input_context.num_input_pipelines
         examples_per_pass = len(range(pipeline_id, source.train.size, pipelines))
+    if examples_per_pass >= 0 and source.train.kind != "path":
         ds = ds.apply(tf.data.experimental.assert_cardinality(examples_per_pass // batch_size))
     return ds.prefetch(AUTOTUNE)
 
