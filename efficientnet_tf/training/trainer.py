@@ -114,7 +114,12 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
         # TPUs need static batch shapes: the last partial batch is dropped there.
         return evaluation.rebatch(context.get_per_replica_batch_size(data.batch_size), drop_remainder=True) if tpu else evaluation
 
-    return strategy.distribute_datasets_from_function(train_fn), strategy.distribute_datasets_from_function(eval_fn), info
+    evaluation = strategy.distribute_datasets_from_function(eval_fn)
+    if data.service:
+        # Global batches, which Keras splits over the replicas: a pass through the service ends after any
+        # number of batches, which as per-replica batches could leave a replica without one in the last step.
+        return train, evaluation, info
+    return strategy.distribute_datasets_from_function(train_fn), evaluation, info
 
 
 def stages(config: Config) -> list:
