@@ -63,6 +63,7 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
     reads its own shard in per-replica batches, every worker takes the same
     number of steps per epoch, and all of them read one `AugmentState`, so a
     progressive stage change reaches every replica from the epoch's first batch.
+    With `data.service` the train input is global batches from the service, split by Keras.
     """
     data, family = config.data, efficientnet_tf.get_spec(config.model.name).family
     if data.dataset == "synthetic":
