@@ -16,6 +16,9 @@ numbers the passes; each new iteration advances it, and a callback may set it
 (`ProgressiveLearning` sets Keras' epoch, so a resumed fit replays its epochs).
 `AugmentState.resume_at(batch)` makes the next pass start at that batch, the
 ones before it skipped before any decoding (a run resumed mid-epoch).
+
+With `service=` the passes run on tf.data service workers, each with the
+knobs' values at its start (see `service`).
 """
 
 from __future__ import annotations
@@ -174,20 +177,22 @@ def resolve_source(source: str | os.PathLike | Source, data_dir: str | None = No
     return tfds_source(source, data_dir=data_dir)
 
 
-def _examples_and_decoder(split: Split, window_fn, fam: preprocessing.Family, input_context=None):
-    """This input pipeline's (payload, label) dataset of the split, and the step that turns (payload, label, key) into
-    (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG where the family does."""
+def _examples_and_decoder(split: Split, fam: preprocessing.Family, input_context=None):
+    """This input pipeline's (payload, label) dataset of the split, and the step `decode(ds, window_fn)` that turns
+    (payload, label, key) into (uint8 crop, label, key), decoding only the window `window_fn(shape, key)` for JPEG
+    where the family does."""
     ds = _shard(split, input_context)
 
-    def decode_one(data, key):
+    def decode_one(data, key, window_fn):
         return preprocessing.decode_window(data, lambda shape: window_fn(shape, key), fam.jpeg_window_decode)
 
     if split.kind == "path":
-        return ds, lambda d: decode_files(d, decode_one, split.bad_files)
+        return ds, lambda d, window_fn: decode_files(d, lambda x, k: decode_one(x, k, window_fn), split.bad_files)
     if split.kind == "encoded":
-        return ds, lambda d: d.map(lambda x, y, k: (decode_one(x, k), y, k), num_parallel_calls=AUTOTUNE)
-    crop = lambda x, y, k: (preprocessing.crop(x, window_fn(tf.shape(x), k)), y, k)  # noqa: E731
-    return ds, lambda d: d.map(crop, num_parallel_calls=AUTOTUNE)
+        return ds, lambda d, window_fn: d.map(lambda x, y, k: (decode_one(x, k, window_fn), y, k), num_parallel_calls=AUTOTUNE)
+    return ds, lambda d, window_fn: d.map(
+        lambda x, y, k: (preprocessing.crop(x, window_fn(tf.shape(x), k)), y, k), num_parallel_calls=AUTOTUNE
+    )
 
 
 def _shard(split: Split, input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
@@ -208,15 +213,20 @@ def make_train_dataset(
     shuffle_buffer: int = 10_000,
     input_context: tf.distribute.InputContext | None = None,
     seed: int = 0,
+    service: str = "",
 ) -> tf.data.Dataset:
-    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass, keyed by `seed`."""
+    """Training pipeline of (images, one-hot labels); each iteration is one shuffled pass, keyed by `seed`.
+
+    With `service` (a dispatcher's grpc://HOST:PORT), each pass runs on that tf.data service's workers.
+    """
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
+    if service:
+        # Imported here: `python -m efficientnet_tf.data.service` imports this module first.
+        from efficientnet_tf.data import service as data_service
 
-    def window(shape, key):
-        return preprocessing.random_crop_window(shape, fam, state.image_size, seeds.fold_in(key, 0))
-
-    examples, decode = _examples_and_decoder(source.train, window, fam, input_context)
+        service = data_service.check_dispatcher(service)
+    examples, decode = _examples_and_decoder(source.train, fam, input_context)
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     run_key = tf.constant([seed, pipeline_id], tf.int64)
 
@@ -225,13 +235,13 @@ def make_train_dataset(
         image = preprocessing.train_finish(image, size, fam, augmentation is not None, seeds.fold_in(key, 1))
         return image, tf.one_hot(label, num_classes)
 
-    def augment_batch(key, batch):
+    def augment_batch(key, batch, read):
         # RandAugment/AutoAugment take the uint8 batch as is (their values stay
         # on the uint8 grid); Mixup/CutMix give float32, an image at a time.
         images, labels = batch
         augment_key, mix_key = tf.unstack(seeds.split(key, 2))
         if augmentation == "randaugment":
-            magnitude = state.randaug_magnitude.read_value()
+            magnitude = read("randaug_magnitude")
             images = tf.cond(
                 magnitude > 0,
                 lambda: augment.randaugment(images, magnitude, randaug_layers, fam.pil_contrast, augment_key),
@@ -239,12 +249,14 @@ def make_train_dataset(
             )  # fmt: skip
         elif augmentation == "autoaugment":
             images = augment.autoaugment(images, fam.pil_contrast, augment_key)
-        mixup, cutmix = state.mixup_alpha.read_value(), state.cutmix_alpha.read_value()
-        images, labels = mixing.mix_batch(images, labels, mixup, cutmix, mix_key)
+        images, labels = mixing.mix_batch(images, labels, read("mixup_alpha"), read("cutmix_alpha"), mix_key)
         images.set_shape([batch_size, None, None, 3])
         return images, labels
 
-    def one_pass(epoch, skip_examples, skip_batches):
+    def one_pass(epoch, read, first_batch=0, position_key=seeds.fold_in):
+        """Pass `epoch` from batch `first_batch` on (the ones before are skipped before any decoding; the rest keep
+        their keys); `read(knob)` gives a knob's value where a batch uses it, `position_key(key, i)` the key of the
+        example or batch at position i."""
         shuffle_key, example_key, batch_key = tf.unstack(seeds.split(seeds.fold_in(run_key, epoch), 3))
         shuffle_seed = tf.random.stateless_uniform([], shuffle_key, minval=None, maxval=None, dtype=tf.int64)
         # While tracing this sets only this function's graph seed, which TF pairs with the op seed:
@@ -252,17 +264,38 @@ def make_train_dataset(
         # seed beside a global seed of 0 (keras.utils.set_random_seed(0)), never sees that case.
         tf.random.set_seed(1)
         ds = examples.shuffle(min(shuffle_buffer, source.train.size), seed=shuffle_seed)
-        ds = ds.enumerate().skip(skip_examples)
-        ds = decode(ds.map(lambda i, e: (e[0], e[1], seeds.fold_in(example_key, i))))
-        # One size per batch: read the variable once, repeat it batch_size times.
-        sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], state.image_size.read_value()))
+        ds = ds.enumerate().skip(first_batch * batch_size)
+        ds = ds.map(lambda i, e: (e[0], e[1], position_key(example_key, i)))
+        ds = decode(ds, lambda shape, key: preprocessing.random_crop_window(shape, fam, read("image_size"), seeds.fold_in(key, 0)))
+        # One size per batch: read the knob once, repeat it batch_size times.
+        sizes = tf.data.Dataset.from_tensors(0).repeat().map(lambda _: tf.fill([batch_size], read("image_size")))
         ds = tf.data.Dataset.zip(ds, sizes.unbatch())
         ds = ds.map(finish, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
-        ds = ds.enumerate(start=skip_batches).map(lambda b, batch: augment_batch(seeds.fold_in(batch_key, b), batch), num_parallel_calls=AUTOTUNE)
+        ds = ds.enumerate(start=first_batch).map(lambda b, batch: augment_batch(position_key(batch_key, b), batch, read),
+                                                 num_parallel_calls=AUTOTUNE)  # fmt: skip
         return ds
+
+    if service:
+        # Workers cannot read the state's variables (a distributed dataset would carry the values they had
+        # when it was sent, frozen), so each pass is sent afresh with the values of its start (see `service`).
+        if source.train.kind == "path":
+            raise ValueError(
+                "data.service cannot run an image-folder pipeline (its bad-file log runs Python on the trainer); "
+                "convert the folder to a TFDS dataset or TFRecords, or train without --data.service."
+            )
+        passes = tf.data.Dataset.from_tensors(0).map(
+            lambda _: (state.next_pass(), {knob: getattr(state, knob).read_value() for knob in KNOBS})
+        )
+        return passes.flat_map(
+            lambda epoch, values: data_service.distribute(
+                one_pass(epoch, values.get, position_key=data_service.worker_position_key), service)
+        ).prefetch(AUTOTUNE)
 
     # flat_map hides the length; restore it where every example makes it (files can fail to decode).
     examples_per_pass = int(examples.cardinality())
+    if examples_per_pass == tf.data.UNKNOWN_CARDINALITY:  # a TFDS train split does not count itself (see tfds_source)
+        pipelines = 1 if input_context is None else input_context.num_input_pipelines
+        examples_per_pass = len(range(pipeline_id, source.train.size, pipelines))
     batches_per_pass = examples_per_pass // batch_size if examples_per_pass >= 0 and source.train.kind != "path" else -1
 
     @tf.function(autograph=False)
@@ -283,12 +316,11 @@ def make_train_dataset(
 
         return tf.cond(state.cut_short.read_value(), end, start)
 
-    def first_batches_skipped(epoch, first):
-        # Skipped before any decoding; the batches keep their keys, so the rest of the pass is unchanged.
-        return one_pass(epoch, first * batch_size, first)
+    def read_state(knob):
+        return getattr(state, knob).read_value()
 
     passes = tf.data.Dataset.from_tensors(0).map(start_pass).filter(lambda epoch, first: epoch >= 0)
-    ds = passes.flat_map(first_batches_skipped)
+    ds = passes.flat_map(lambda epoch, first: one_pass(epoch, read_state, first))
     if batches_per_pass >= 0:
         # Length by repeat-and-take rather than assert_cardinality, which fails a pass resumed mid-way: that
         # pass is shorter, and its repetition is an empty pass (cut_short), which ends the iteration.
@@ -309,9 +341,9 @@ def make_eval_dataset(
     fam = preprocessing.get_family(family)
     num_classes = len(source.class_names)
     center = preprocessing.eval_window_fn(fam, image_size)
-    ds, decode = _examples_and_decoder(source.eval, lambda shape, key: center(shape), fam, input_context)
+    ds, decode = _examples_and_decoder(source.eval, fam, input_context)
     no_key = tf.zeros([2], tf.int64)  # the center crop draws nothing
-    ds = decode(ds.map(lambda x, y: (x, y, no_key)))
+    ds = decode(ds.map(lambda x, y: (x, y, no_key)), lambda shape, key: center(shape))
     size = tf.constant(image_size)
     ds = ds.map(lambda x, y, k: (preprocessing.resize(x, size, fam), tf.one_hot(y, num_classes)), num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size)
@@ -339,6 +371,7 @@ def make_datasets(
     input_context: tf.distribute.InputContext | None = None,
     data_dir: str | None = None,
     seed: int | None = None,
+    service: str = "",
 ) -> tuple[tf.data.Dataset, tf.data.Dataset, DatasetInfo]:
     """Train and eval pipelines of (float32 images in [0, 255] give or take bicubic overshoot, one-hot labels).
 
@@ -356,7 +389,9 @@ def make_datasets(
     magnitude and alphas come from it), else one is made from image_size,
     randaug_magnitude (default 10) and the alphas (default 0: off). `seed` keys every random draw of the
     train pipeline (default: one drawn from numpy's global generator, which
-    `keras.utils.set_random_seed` seeds).
+    `keras.utils.set_random_seed` seeds). `service`: a tf.data service
+    dispatcher's grpc://HOST:PORT that runs the train pipeline (`service`
+    module); evaluation stays local.
     Every argument is checked before the source is read.
     """
     preprocessing.get_family(family)
@@ -371,6 +406,10 @@ def make_datasets(
     randaug_layers = check_int("randaug_layers", randaug_layers, min=0)
     shuffle_buffer = check_int("shuffle_buffer", shuffle_buffer, min=1)
     check_choice("cache_eval", cache_eval, (True, False))
+    if service:
+        from efficientnet_tf.data.service import check_dispatcher
+
+        check_dispatcher(service)
     seed = int(np.random.randint(2**31)) if seed is None else check_int("seed", seed, min=0, max=2**63 - 1)
     if state is None:
         state = AugmentState(**{"randaug_magnitude": 10.0, **knobs})
@@ -397,6 +436,7 @@ def make_datasets(
     train = make_train_dataset(
         src, family=family, batch_size=batch_size, state=state, augmentation=augmentation,
         randaug_layers=randaug_layers, shuffle_buffer=shuffle_buffer, input_context=input_context, seed=seed,
+        service=service,
     )  # fmt: skip
     evaluation = make_eval_dataset(
         src, family=family, image_size=eval_size, batch_size=eval_batch_size,

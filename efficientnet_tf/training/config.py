@@ -60,6 +60,7 @@ class DataConfig:
     synthetic_classes: int = 10
     synthetic_train: int = 6000
     synthetic_eval: int = 1000
+    service: str = ""  # grpc://HOST:PORT of a tf.data service dispatcher that runs the train pipeline; "": local
 
 
 @dataclasses.dataclass
@@ -221,6 +222,9 @@ def _check_relations(config: Config) -> None:
          f"train.checkpoint_every_steps must be at least 0 (0: only at epoch ends), got {train.checkpoint_every_steps}"),
         (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
         (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+        (not (data.service and train.deterministic),
+         "train.deterministic cannot hold through data.service (the workers' timing orders the batches and their "
+         "random draws); train without --data.service for a deterministic run, or drop --train.deterministic"),
         (data.synthetic_variant in SYNTHETIC_VARIANTS,
          f"data.synthetic_variant must be one of {', '.join(SYNTHETIC_VARIANTS)}, got {data.synthetic_variant!r}"),
     ]  # fmt: skip
@@ -236,6 +240,11 @@ def _check_relations(config: Config) -> None:
     for ok, message in rules:
         if not ok:
             raise ValueError(message + ".")
+    if data.service:
+        # Imported here: `python -m efficientnet_tf.data.service` imports the package (and this module) first.
+        from efficientnet_tf.data.service import parse_address
+
+        parse_address(data.service)
 
 
 def schedules_dropout(config: Config) -> bool:

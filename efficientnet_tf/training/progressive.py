@@ -12,7 +12,9 @@ A stage's values reach the first batch of its first epoch when Keras starts a
 fresh dataset iterator each epoch: pass the finite train dataset as is, with
 no `steps_per_epoch` (or exactly its length). With `.repeat()` and
 `steps_per_epoch`, Keras keeps one iterator across epochs, and the batches it
-has already prefetched still carry the previous stage's values.
+has already prefetched still carry the previous stage's values. Through the
+tf.data service (`data.service`) each pass carries the values of its start,
+which with a fresh iterator per epoch are the epoch's stage.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ import tensorflow as tf
 import efficientnet_tf
 from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
+from efficientnet_tf.data.service import check_dispatcher
 from efficientnet_tf.files import atomic_write, atomic_write_text, check_filesystem, error_text
 from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
 from efficientnet_tf.training.config import Config, config_from_json, differences, resolve, schedules_dropout
@@ -63,6 +64,7 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
     reads its own shard in per-replica batches, every worker takes the same
     number of steps per epoch, and all of them read one `AugmentState`, so a
     progressive stage change reaches every replica from the epoch's first batch.
+    With `data.service` the train input is global batches from the service, split by Keras.
     """
     data, family = config.data, efficientnet_tf.get_spec(config.model.name).family
     if data.dataset == "synthetic":
@@ -84,9 +86,14 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
             source, family=family, image_size=data.image_size, eval_size=data.eval_size, batch_size=data.batch_size,
             augmentation=data.augmentation, randaug_layers=data.randaug_layers,
             shuffle_buffer=data.shuffle_buffer, cache_eval=data.dataset == "synthetic", state=state,
-            input_context=input_context, seed=config.train.seed, **knobs,
+            input_context=input_context, seed=config.train.seed, service=data.service, **knobs,
         )  # fmt: skip
 
+    if data.service and strategy is not None and is_multi_worker(strategy):
+        raise ValueError(
+            "data.service feeds one trainer process (its replicas included); for multi-worker training "
+            "drop --data.service, or train on one machine with --strategy=mirrored."
+        )
     train, evaluation, info = datasets()
     if strategy is None or strategy is tf.distribute.get_strategy():
         return train, evaluation, info
@@ -109,7 +116,12 @@ def make_data(config: Config, strategy: Optional[tf.distribute.Strategy] = None)
         # TPUs need static batch shapes: the last partial batch is dropped there.
         return evaluation.rebatch(context.get_per_replica_batch_size(data.batch_size), drop_remainder=True) if tpu else evaluation
 
-    return strategy.distribute_datasets_from_function(train_fn), strategy.distribute_datasets_from_function(eval_fn), info
+    evaluation = strategy.distribute_datasets_from_function(eval_fn)
+    if data.service:
+        # Global batches, which Keras splits over the replicas: a pass through the service ends after any
+        # number of batches, which as per-replica batches could leave a replica without one in the last step.
+        return train, evaluation, info
+    return strategy.distribute_datasets_from_function(train_fn), evaluation, info
 
 
 def stages(config: Config) -> list:
@@ -195,6 +207,10 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
     config = resolve(config)
+    if config.data.service and mode == "eval":
+        config = resolve(config, {"data.service": ""})  # evaluation reads no training data
+    elif config.data.service:
+        check_dispatcher(config.data.service)  # before the hardware: a TPU or a precision probe can take minutes
     start = time.perf_counter()
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
     if config.train.deterministic:
