@@ -213,7 +213,7 @@ def imagenet_file(name: str, include_top: bool = True) -> str:
         return cached
     try:
         return keras.utils.get_file(
-            file_name, base_url + file_name, cache_dir=cache_dir, cache_subdir="models",
+            file_name, base_url + file_name, cache_dir=published.keras_home(), cache_subdir="models",
             file_hash=md5_top if include_top else md5_notop,
         )
     except Exception as error:  # get_file raises bare Exception on network failure.
