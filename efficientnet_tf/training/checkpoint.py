@@ -177,8 +177,7 @@ class Checkpointer(keras.callbacks.Callback):
         for old in _checkpoints(self.write_directory)[:-self.keep]:
             os.remove(old)
         atomic_write_text(os.path.join(self.write_directory, _LOG), _csv(self.history))
-        if self.verbose == 1:  # at 2 the one line per epoch stands for the save
-            print(f"Checkpointer: saved {path}.")
+        self._print(f"Checkpointer: saved {path}.")
 
     def on_train_end(self, logs=None):
         self.model._initial_epoch = None
