@@ -10,7 +10,7 @@
 3. Fine-tune: `train.py --model=efficientnet-lite1 --init_weights=<file>
    --dataset=train --eval_dir=val` with the folder recipe's defaults, once per
    `--sizes` entry (train and eval image size; the model's own 240 px costs
-   about 4x 128 px on a CPU for 28 px sources). Prints val top-1 by epoch, the
+   about 3.5x 128 px on a CPU for 28 px sources). Prints val top-1 by epoch, the
    wall time of each run and the CPU.
 
     PYTHONPATH=. python benchmarks/bench_finetune.py [--sizes 96 128] [--train_images 2000] [--val_images 500]
