@@ -84,13 +84,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# The library's keyword arguments that error messages name, and the flags that set them here.
+NAMED_ARGUMENTS = {"weights": "init_weights", "batch_size": "batch_size"}
+
+
 def cli_wording(message: str) -> str:
     """The library's messages name its Python arguments (`weights=`, `batch_size=`); here they are flags."""
     message = re.sub(r"(?<![-\w])weights=None\b", "--init_weights=none", message)
     return re.sub(r"(?<![-\w])(weights|batch_size)=", lambda m: f"--{NAMED_ARGUMENTS[m[1]]}=", message)
-
-
-NAMED_ARGUMENTS = {"weights": "init_weights", "batch_size": "batch_size"}
 
 
 def run_cli() -> None:
