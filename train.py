@@ -22,6 +22,7 @@ saves one every N steps, which bounds what a SIGKILL loses.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -91,6 +92,16 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# The library's keyword arguments that error messages name, and the flags that set them here.
+NAMED_ARGUMENTS = {"weights": "init_weights", "batch_size": "batch_size"}
+
+
+def cli_wording(message: str) -> str:
+    """The library's messages name its Python arguments (`weights=`, `batch_size=`); here they are flags."""
+    message = re.sub(r"(?<![-\w])weights=None\b", "--init_weights=none", message)
+    return re.sub(r"(?<![-\w])(weights|batch_size)=", lambda m: f"--{NAMED_ARGUMENTS[m[1]]}=", message)
+
+
 def run_cli() -> None:
     """Bad input ends with one line naming the fix and a non-zero exit, never a traceback."""
     from efficientnet_tf.training.checkpoint import TrainingDiverged
@@ -103,7 +114,7 @@ def run_cli() -> None:
         print(f"train.py: error: {e}; `python train.py --help` lists the flags.", file=sys.stderr)
         sys.exit(2)
     except (ValueError, OSError, TrainingDiverged, WorkerLost) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        print(f"train.py: error: {cli_wording(str(e))}", file=sys.stderr)
         sys.exit(2)
     except Preempted as e:
         print(f"train.py: {e}", file=sys.stderr)

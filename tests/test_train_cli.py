@@ -40,7 +40,10 @@ def error_line(result):
         (["--dataset=mnist", "--data_dir={tmp}/tfds"], "is not prepared"),
         (["--model_dir=/proc/forbidden"], "is not writable"),
         (["--model_dir=foo://bucket/run"], "model_dir 'foo://bucket/run': TensorFlow has no filesystem for foo://"),
-        (["--batch_size=512", "--data.synthetic_train=64"], "batch_size 512 is larger than the 64 training examples"),
+        (["--batch_size=512", "--data.synthetic_train=64"],
+         "batch_size 512 is larger than the 64 training examples of 'synthetic10', so an epoch would have no batch; "
+         "pass --batch_size=64 or smaller."),
+        (["--model=efficientnetv2-b0", "--init_weights=noisy-student"], "Pass one of those, --init_weights=none or a"),
         (["--bogus=1"], "Unknown command line flag 'bogus'; `python train.py --help` lists the flags."),
         (["--train.sync_batchnorm=maybe"], "'train.sync_batchnorm' takes true or false, got 'maybe'"),
         (["--strategy=tpu", "--tpu=local"], "strategy tpu: no TPU reachable at 'local' (NotFoundError"),
@@ -66,6 +69,27 @@ def test_a_directory_refuses_a_different_config(tmp_path):
     assert train(*TINY, "--epochs=1", "--progressive.stages=1", f"--model_dir={run}").returncode == 0
     line = error_line(train(*TINY, "--epochs=1", "--progressive.stages=1", "--train.label_smoothing=0.2", f"--model_dir={run}"))
     assert "train.label_smoothing: 0.1 -> 0.2" in line and "--allow_config_change" in line
+
+
+@pytest.mark.slow
+def test_a_failed_start_writes_nothing_and_the_suggested_fix_then_runs_one_plain_line_per_epoch(tmp_path):
+    run = tmp_path / "run"
+    tiny = [a for a in TINY if not a.startswith("--batch_size")]
+    line = error_line(train(*tiny, "--batch_size=512", "--epochs=2", "--progressive.stages=2", f"--model_dir={run}"))
+    assert not run.exists()  # no config.json that would refuse the corrected command as "another config"
+    suggested = line.rsplit("--batch_size=", 1)[1].split()[0]
+    assert int(suggested) <= 96  # the reason: batch_size 512 is larger than the 96 training examples
+    result = train(*tiny, f"--batch_size={suggested}", "--epochs=2", "--progressive.stages=2", f"--model_dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    # stdout is a pipe here, as under nohup, Slurm or CI: no progress bar, one plain line per epoch
+    # besides the stage and checkpoint lines.
+    assert not any(code in result.stdout for code in ("\x1b[", "\b", "\r")), result.stdout[-2000:]
+    after_config = result.stdout.split("\n}\n", 1)[1].splitlines()
+    assert [line.split(":")[0] for line in after_config if not line.startswith(("Stage ", "Checkpointer: "))] == [
+        "Epoch 1/2", "Epoch 2/2", "efficientnetv2-b0 on synthetic10"], result.stdout[-3000:]
+    epochs = [line for line in after_config if line.startswith("Epoch ")]
+    assert all("val_top1" in line and "top5" in line for line in epochs)  # 10 classes: top-5 is reported
+    assert "top-5" in after_config[-1]
 
 
 def read_log(run):

@@ -431,7 +431,7 @@ def make_datasets(
         raise ValueError(
             f"batch_size {batch_size} is larger than the {src.train.size // pipelines} training examples of "
             f"{src.name!r}{' per input pipeline' if pipelines > 1 else ''}, so an epoch would have no batch; "
-            f"pass batch_size={max(1, src.train.size // pipelines // 4)} or smaller."
+            f"pass batch_size={max(1, src.train.size // pipelines)} or smaller."
         )
     train = make_train_dataset(
         src, family=family, batch_size=batch_size, state=state, augmentation=augmentation,

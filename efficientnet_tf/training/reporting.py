@@ -11,15 +11,18 @@ from efficientnet_tf.files import atomic_write
 
 
 class EpochReport(keras.callbacks.Callback):
-    """Adds the learning rate and training throughput to each epoch's logs.
+    """Adds the learning rate and training throughput to each epoch's logs; with `print_epochs`, prints them.
 
     Throughput counts the training batches only, not validation; the logs
-    then reach History, the checkpoint's CSV and TensorBoard alike.
+    then reach History, the checkpoint's CSV and TensorBoard alike. The
+    printed line (one per epoch, plain text) replaces Keras' progress bar
+    where no one watches it: a log file, nohup, Slurm, CI.
     """
 
-    def __init__(self, batch_size: int):
+    def __init__(self, batch_size: int, print_epochs: bool = False):
         super().__init__()
         self.batch_size = batch_size
+        self.print_epochs = print_epochs
         self.train_seconds = 0.0
         self.train_images = 0
 
@@ -41,6 +44,13 @@ class EpochReport(keras.callbacks.Callback):
         self.train_images += images
         logs["images_per_sec"] = images / seconds
         logs["train_seconds"] = self.train_seconds  # cumulative in this process, validation excluded
+        if self.print_epochs:
+            metrics = ", ".join(f"{name} {logs[name]:.4f}" for name in logs if name.removeprefix("val_") in _METRICS)
+            print(f"Epoch {epoch + 1}/{self.params['epochs']}: {metrics}, learning rate {logs['learning_rate']:.3g}, "
+                  f"{logs['images_per_sec']:.1f} images/s, {time.perf_counter() - self._start:.0f} s", flush=True)
+
+
+_METRICS = ("loss", "top1", "top5")  # what the trainer compiles; the schedules' values are in log.csv
 
 
 PANELS = (
@@ -75,10 +85,11 @@ def plot_history(history: Sequence[Mapping[str, float]], path: str, title: str =
 
 
 def summary_line(title: str, results: Mapping[str, float], weights: str, wall_seconds: float, report: EpochReport) -> str:
-    """`title: top-1 .., top-5 .. (weights); N s wall, M training images/s`."""
+    """`title: top-1 .., top-5 .. (weights); N s wall, M training images/s` (top-5 where it was measured)."""
     speed = f"{report.train_images / report.train_seconds:.1f}" if report.train_seconds else "n/a"
+    top5 = f", top-5 {results['top5']:.4f}" if "top5" in results else ""
     return (
-        f"{title}: top-1 {results['top1']:.4f}, top-5 {results['top5']:.4f} ({weights}); "
+        f"{title}: top-1 {results['top1']:.4f}{top5} ({weights}); "
         f"{wall_seconds:.0f} s wall, {speed} training images/s"
     )
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from typing import Iterator, Optional
@@ -137,7 +138,7 @@ def stages(config: Config) -> list:
 
 
 def compile_model(model: keras.Model, config: Config, steps_per_epoch: int, jit_compile: bool = False) -> None:
-    """The recipe's optimizer, learning-rate schedule, weight decay, loss and top-1/top-5; XLA if `jit_compile`."""
+    """The recipe's optimizer, learning-rate schedule, weight decay, loss and top-1 (and top-5 above 5 classes); XLA if `jit_compile`."""
     o = config.optimizer
     schedule = WarmupSchedule(
         scaled_learning_rate(o.lr_per_256, config.data.batch_size), steps_per_epoch, config.train.epochs,
@@ -147,7 +148,8 @@ def compile_model(model: keras.Model, config: Config, steps_per_epoch: int, jit_
     model.compile(
         make_optimizer(o.name, schedule, momentum=o.momentum, rho=o.rho, epsilon=o.epsilon),
         keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="top1"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+        metrics=[keras.metrics.CategoricalAccuracy(name="top1"),
+                 *([keras.metrics.TopKCategoricalAccuracy(5, name="top5")] if model.output_shape[-1] > 5 else [])],
         jit_compile=jit_compile,
     )
 
@@ -202,6 +204,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
 
     "train" skips the per-epoch validation (one evaluation closes the run);
     "eval" evaluates the newest checkpoint's (EMA) weights and writes nothing.
+    `verbose` 1 shows Keras' progress bar, or one line per epoch (2) when
+    stdout is not a terminal (a log file, nohup, Slurm, CI); 0 prints nothing.
     `strategy`, `tpu` and `startup_timeout` pick the hardware (see `make_strategy`).
     """
     if mode not in MODES:
@@ -211,6 +215,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
         config = resolve(config, {"data.service": ""})  # evaluation reads no training data
     elif config.data.service:
         check_dispatcher(config.data.service)  # before the hardware: a TPU or a precision probe can take minutes
+    if verbose == 1 and not sys.stdout.isatty():
+        verbose = 2  # a progress bar's escape codes and many updates per epoch only clutter a log
     start = time.perf_counter()
     distribution = make_strategy(strategy, tpu=tpu, startup_timeout=startup_timeout)
     if config.train.deterministic:
@@ -229,10 +235,11 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
             raise ValueError(f"{model_dir!r} has no checkpoint to evaluate; train there first or pass the right --model_dir.")
     else:
         plan = stages(config)
-        prepare_model_dir(model_dir, config, allow_config_change, write=chief)
+        prepare_model_dir(model_dir, config, allow_config_change, write=False)  # a conflicting run fails first
     with _write_directory(model_dir, chief) as write_dir, reporting_lost_workers(distribution):
         return _run(config, model_dir, write_dir, mode=mode, distribution=distribution, precision=precision,
-                    jit_compile=jit_compile, checkpoint=checkpoint, plan=plan, start=start, verbose=verbose)  # fmt: skip
+                    jit_compile=jit_compile, checkpoint=checkpoint, plan=plan, start=start, verbose=verbose,
+                    allow_config_change=allow_config_change)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -250,7 +257,7 @@ def _write_directory(model_dir: str, chief: bool) -> Iterator[str]:
 
 def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribution: tf.distribute.Strategy,
          precision: tuple[str, str], jit_compile: tuple[bool, str], checkpoint: Optional[str], plan: Optional[list],
-         start: float, verbose: int) -> dict:  # fmt: skip
+         start: float, verbose: int, allow_config_change: bool) -> dict:  # fmt: skip
     """`precision` and `jit_compile` are pick_precision's and pick_jit_compile's (choice, reason)."""
     keras.mixed_precision.set_global_policy(precision[0])
     if config.train.deterministic:
@@ -278,11 +285,14 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
         synchronize_batchnorm(model, config.train.sync_batchnorm)
         compile_model(model, config, info.num_train // global_batch, jit_compile[0])
         ema = ExponentialMovingAverage(config.train.ema_decay) if config.train.ema_decay else None
-    report = EpochReport(global_batch)
+    report = EpochReport(global_batch, print_epochs=verbose == 2)
     if mode == "eval":
         restore_inference_weights(checkpoint, model, ema)
         history = []
     else:
+        # Written only now that the data, batch size, model and init weights are known to work, so a
+        # failed start leaves nothing that would make the corrected command a "different config".
+        prepare_model_dir(model_dir, config, allow_config_change, write=write_dir == model_dir)
         atomic_write_text(os.path.join(write_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
         checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose,
                                     write_directory=write_dir, data=info.state,
@@ -290,7 +300,7 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
         callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
                      keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), write_graph=False)]  # fmt: skip
         # shuffle=False: the pipeline shuffles itself (Keras would warn that it ignores shuffle=True).
-        model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=verbose, shuffle=False,
+        model.fit(train, epochs=config.train.epochs, callbacks=callbacks, verbose=1 if verbose == 1 else 0, shuffle=False,
                   validation_data=evaluation if mode == "train_and_eval" else None)  # fmt: skip
         history = checkpointer.history
         if ema is not None:
