@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from signalled_train import final_weights, read_log, run_train
 
 from efficientnet_tf.data import make_datasets, synthetic_source
@@ -79,19 +80,24 @@ def test_sigterm_at_any_moment_then_rerun_resumes_there_bit_for_bit(reference, t
         np.testing.assert_array_equal(ours, theirs)
 
 
-def test_resumed_pass_continues_with_the_batches_of_the_full_pass():
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_resumed_pass_continues_with_the_batches_of_the_full_pass(replicas):
     source = synthetic_source(num_classes=4, resolution=32, train_size=48, eval_size=8, seed=0)
+    # Two replicas fed by one input pipeline (MirroredStrategy): a step takes two per-replica batches,
+    # and `resume_at` counts steps.
+    context = tf.distribute.InputContext(num_input_pipelines=1, num_replicas_in_sync=replicas) if replicas > 1 else None
     # Mixup and CutMix draw per batch: the resumed batches keep their numbers in the pass.
     train, _, info = make_datasets(source, family="efficientnetv2", image_size=24, batch_size=8, augmentation=None,
-                                   mixup_alpha=0.2, cutmix_alpha=0.2, seed=3)  # fmt: skip
+                                   mixup_alpha=0.2, cutmix_alpha=0.2, seed=3, input_context=context)  # fmt: skip
     full = [images.numpy() for images, _ in train]
     following = [images.numpy() for images, _ in train]
-    for first in (4, 6):  # mid-pass, and after its last batch (an epoch preempted in its evaluation)
+    assert len(full) == 6 * replicas  # 6 steps of 8 images
+    for first in (4, 6):  # mid-pass, and after its last step (an epoch preempted in its evaluation)
         info.state.epoch.assign(0)
         info.state.resume_at(first)
         rest = [images.numpy() for images, _ in train]
-        assert len(rest) == len(full) - first
-        for ours, theirs in zip(rest, full[first:]):
+        assert len(rest) == len(full) - first * replicas
+        for ours, theirs in zip(rest, full[first * replicas:]):
             np.testing.assert_array_equal(ours, theirs)
         # The next pass is whole and the same as without the resume.
         after = [images.numpy() for images, _ in train]

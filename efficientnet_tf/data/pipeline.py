@@ -293,17 +293,20 @@ def make_train_dataset(
 
     # flat_map hides the length; restore it where every example makes it (files can fail to decode).
     examples_per_pass = int(examples.cardinality())
-    if examples_per_pass == tf.data.UNKNOWN_CARDINALITY:  # a TFDS train split does not count itself (see tfds_source)
+    if examples_per_pass == tf.data.UNKNOWN_CARDINALITY and source.train.make_shard is None:
+        # A TFDS train split does not count itself (see tfds_source); it is sharded by example.
         pipelines = 1 if input_context is None else input_context.num_input_pipelines
         examples_per_pass = len(range(pipeline_id, source.train.size, pipelines))
     batches_per_pass = examples_per_pass // batch_size if examples_per_pass >= 0 and source.train.kind != "path" else -1
+    # `first_batch` counts the trainer's steps; each step takes one batch per replica this pipeline feeds.
+    batches_per_step = 1 if input_context is None else input_context.num_replicas_in_sync // input_context.num_input_pipelines
 
     @tf.function(autograph=False)
     def start_pass(_):
         """(pass, first batch), consuming `first_batch`; pass -1 (none) to end a pass that was cut short."""
 
         def start():
-            first = state.first_batch.read_value()
+            first = state.first_batch.read_value() * batches_per_step
             with tf.control_dependencies([first]):
                 reset = state.first_batch.assign(0)
                 cut = state.cut_short.assign(tf.logical_and(first > 0, first < batches_per_pass))

@@ -47,6 +47,8 @@ import warnings
 
 import tensorflow as tf
 
+from efficientnet_tf.errors import one_line
+
 PROCESSING_MODE = "distributed_epoch"
 DEFAULT_PORT = 5050
 _ADDRESS = re.compile(r"(?:grpc://)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(?P<port>\d{1,5})")
@@ -135,10 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server, line = _serve(args)
     except (ValueError, OSError) as e:
-        print(f"{_MODULE}: error: {e}", file=sys.stderr)
+        print(f"{_MODULE}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except RuntimeError as e:  # TF's gRPC server says only "Could not start gRPC server"
-        print(f"{_MODULE}: error: the {args.role} could not listen on port {args.port} ({e}); pass a free --port.",
+        print(f"{_MODULE}: error: the {args.role} could not listen on port {args.port} ({one_line(e)}); pass a free --port.",
               file=sys.stderr)  # fmt: skip
         return 2
     print(line, flush=True)

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from efficientnet_tf.data.badfiles import BadFileLog, read_image_file
 from efficientnet_tf.data.sources import Source, Split, folder_source
+from efficientnet_tf.errors import one_line
 from efficientnet_tf.files import atomic_write
 
 TRAIN, VALIDATION = "train", "validation"
@@ -262,7 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             eval_dir=args.eval_dir, validation_fraction=args.validation_fraction, seed=args.seed,
         )  # fmt: skip
     except (ValueError, OSError) as error:
-        print(f"shards: error: {error}", file=sys.stderr)
+        print(f"shards: error: {one_line(error)}", file=sys.stderr)
         return 2
     print(f"wrote {written[TRAIN]} training and {written[VALIDATION]} validation images to {args.out_dir}")
     return 0

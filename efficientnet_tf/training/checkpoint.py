@@ -166,9 +166,14 @@ class Checkpointer(keras.callbacks.Callback):
         for name in ("ckpt-*.npz", _LOG):  # Writes cut short by a kill.
             for leftover in tf.io.gfile.glob(os.path.join(self.write_directory, f"{TEMP_PREFIX}*-{name}")):
                 tf.io.gfile.remove(leftover)
+        self._close()  # a fit that failed before its end left its listener
+        self._restore()
+        self._sigterm = SigtermListener()
+
+    def _restore(self) -> None:
+        """Loads the newest readable checkpoint, if any, and tells fit where to start."""
         groups = _state(self.model, self.model.optimizer, self.ema)
         self.history, self.initial_epoch, self.initial_step, self._metrics = [], 0, 0, None
-        self._sigterm = SigtermListener()
         candidates = _checkpoints(self.directory)
         for path in reversed(candidates):
             try:
@@ -360,7 +365,7 @@ class Checkpointer(keras.callbacks.Callback):
         received = self._sigterm is not None and self._sigterm.received
         self._close()
         if received:  # after the last checkpoint's check: the run is complete, and stops here all the same
-            self._stop_preempted(latest_checkpoint(self.write_directory))
+            self._stop_preempted(None)  # names the last checkpoint of the run's directory
 
     def _close(self) -> None:
         if self._sigterm is not None:

@@ -222,6 +222,9 @@ def _check_relations(config: Config) -> None:
          f"train.checkpoint_every_steps must be at least 0 (0: only at epoch ends), got {train.checkpoint_every_steps}"),
         (data.augmentation in AUGMENTATIONS, f"data.augmentation must be one of {augmentations}, got {data.augmentation!r}"),
         (not (data.eval_dir and data.dataset == "synthetic"), "data.eval_dir needs an image folder as data.dataset"),
+        (not (data.service and train.checkpoint_every_steps),
+         "train.checkpoint_every_steps needs the local pipeline (a pass through data.service cannot start mid-way); "
+         "drop one of --train.checkpoint_every_steps and --data.service"),
         (not (data.service and train.deterministic),
          "train.deterministic cannot hold through data.service (the workers' timing orders the batches and their "
          "random draws); train without --data.service for a deterministic run, or drop --train.deterministic"),
@@ -258,7 +261,12 @@ def config_from_json(text: str) -> Config:
     return resolve({f"{s}.{k}": v for s, fields in data.items() for k, v in fields.items()})
 
 
+# Where the data comes from and how often to save: a preempted run restarted with another dispatcher or
+# checkpoint interval is still the same run.
+_NOT_THE_RUN = ("data.service", "train.checkpoint_every_steps")
+
+
 def differences(saved: Config, current: Config) -> list[str]:
-    """`key: saved -> current` for every field that differs."""
+    """`key: saved -> current` for every field that differs and makes another run."""
     old, new = saved.flat(), current.flat()
-    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k] and k not in _NOT_THE_RUN]

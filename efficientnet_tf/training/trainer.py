@@ -38,7 +38,7 @@ import efficientnet_tf
 from efficientnet_tf.data import folder_source, make_datasets, synthetic_source
 from efficientnet_tf.data.pipeline import DatasetInfo, resolve_source
 from efficientnet_tf.data.service import check_dispatcher
-from efficientnet_tf.files import atomic_write, atomic_write_text, check_filesystem, error_text
+from efficientnet_tf.files import atomic_write, atomic_write_text, check_filesystem, error_text, is_remote
 from efficientnet_tf.training.checkpoint import Checkpointer, latest_checkpoint
 from efficientnet_tf.training.config import Config, config_from_json, differences, resolve, schedules_dropout
 from efficientnet_tf.training.ema import ExponentialMovingAverage
@@ -161,17 +161,12 @@ def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool 
     """
     check_filesystem(model_dir, "model_dir")
     path = os.path.join(model_dir, "config.json")
+    if write:
+        check_writable(model_dir, keep=True)
     try:
-        if write:  # a bucket that does not exist or refuses us fails here, before any training
-            tf.io.gfile.makedirs(model_dir)
-            probe = os.path.join(model_dir, ".write-test")
-            with tf.io.gfile.GFile(probe, "w") as file:
-                file.write("ok")  # an empty write creates nothing on some filesystems
-            tf.io.gfile.remove(probe)
         saved = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) and not allow_config_change else None
     except (OSError, tf.errors.OpError) as e:
-        reason = error_text(e)
-        raise OSError(f"model_dir {model_dir!r} is not writable ({reason}); pass a --model_dir you can write to.") from None
+        raise OSError(f"model_dir {model_dir!r} cannot be read ({error_text(e)}); pass a --model_dir you can use.") from None
     if saved is not None:
         changed = differences(config_from_json(saved), config)
         if changed:
@@ -181,6 +176,26 @@ def prepare_model_dir(model_dir: str, config: Config, allow_config_change: bool 
             )
     if write:
         atomic_write_text(path, json.dumps(config.to_dict(), indent=2) + "\n")
+
+
+def check_writable(model_dir: str, keep: bool = False) -> None:
+    """One line when `model_dir` (a folder or a bucket) cannot be written, found before any data is read.
+
+    Unless `keep`, a local folder made only for the test is removed again, so a start that fails later
+    leaves nothing behind.
+    """
+    check_filesystem(model_dir, "model_dir")
+    made = not keep and not is_remote(model_dir) and not os.path.exists(model_dir)
+    try:
+        tf.io.gfile.makedirs(model_dir)
+        probe = os.path.join(model_dir, ".write-test")
+        with tf.io.gfile.GFile(probe, "w") as file:
+            file.write("ok")  # an empty write creates nothing on some filesystems
+        tf.io.gfile.remove(probe)
+        if made:
+            os.rmdir(model_dir)
+    except (OSError, tf.errors.OpError) as e:
+        raise OSError(f"model_dir {model_dir!r} is not writable ({error_text(e)}); pass a --model_dir you can write to.") from None
 
 
 @contextlib.contextmanager
@@ -235,6 +250,8 @@ def run(config: Config, model_dir: str, *, mode: str = "train_and_eval", strateg
             raise ValueError(f"{model_dir!r} has no checkpoint to evaluate; train there first or pass the right --model_dir.")
     else:
         plan = stages(config)
+        if chief:
+            check_writable(model_dir)  # before the data: a shard scan or a folder listing can take minutes
         prepare_model_dir(model_dir, config, allow_config_change, write=False)  # a conflicting run fails first
     with _write_directory(model_dir, chief) as write_dir, reporting_lost_workers(distribution):
         return _run(config, model_dir, write_dir, mode=mode, distribution=distribution, precision=precision,
@@ -292,10 +309,11 @@ def _run(config: Config, model_dir: str, write_dir: str, *, mode: str, distribut
     else:
         # Written only now that the data, batch size, model and init weights are known to work, so a
         # failed start leaves nothing that would make the corrected command a "different config".
-        prepare_model_dir(model_dir, config, allow_config_change, write=write_dir == model_dir)
+        if write_dir == model_dir:  # the chief; the others checked the chief's config in run()
+            prepare_model_dir(model_dir, config, allow_config_change)
         atomic_write_text(os.path.join(write_dir, "class_names.json"), json.dumps(info.class_names) + "\n")
         checkpointer = Checkpointer(model_dir, ema=ema, keep=config.train.keep_checkpoints, verbose=verbose,
-                                    write_directory=write_dir, data=info.state,
+                                    write_directory=write_dir, data=None if config.data.service else info.state,
                                     every_steps=config.train.checkpoint_every_steps)  # fmt: skip
         callbacks = [ProgressiveLearning(plan, info.state, verbose=verbose), *([ema] if ema else []), report, checkpointer,
                      keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard"), write_graph=False)]  # fmt: skip
