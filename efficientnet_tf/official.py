@@ -31,9 +31,8 @@ from typing import Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from efficientnet_tf.errors import one_line
+from efficientnet_tf.errors import import_tensorflow, one_line
 from efficientnet_tf.layers import BatchNorm, FusedMBConv, MBConv
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -88,6 +87,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
 
 def _find_prefix(directory: str, origin: str) -> str:
     """The newest checkpoint under `directory` (the ``checkpoint`` file's, else the only ``.index``)."""
+    tf = _tensorflow()
     for root, _, files in sorted(os.walk(directory)):
         if "checkpoint" in files:
             latest = tf.train.latest_checkpoint(root)
@@ -158,6 +158,7 @@ def read_checkpoint(
     when the model has none, so the caller can decide about the head. The
     second result lists ``official name -> our path`` for every value.
     """
+    tf = _tensorflow()
     with checkpoint_prefix(path) as prefix:
         try:
             reader = tf.train.load_checkpoint(prefix)
@@ -207,6 +208,10 @@ def read_checkpoint(
                 f"{model_name} checkpoint of the official layout."
             )
     return values, mapping
+
+
+def _tensorflow():
+    return import_tensorflow("Reading an official checkpoint (TensorFlow's checkpoint reader)")
 
 
 def _first_line(error: Exception) -> str:

@@ -1,0 +1,108 @@
+"""The model family on one Keras backend, run by tests/test_backends.py in a child process.
+
+    KERAS_BACKEND=jax python tests/backend_child.py DIR [--no-tensorflow]
+
+DIR holds what the TensorFlow parent wrote: one TINY ``.weights.h5`` per
+constructor, a ``.keras`` file, a keras.applications ``.h5`` file and the
+input images. This process builds every constructor's model from those files
+on its own backend and writes what it computed to ``DIR/<backend>.npz`` (and
+its own ``.keras`` file), which the parent compares with TensorFlow's. With
+``--no-tensorflow`` an import finder refuses ``tensorflow`` first, as if it
+were not installed.
+"""
+
+import argparse
+import importlib.abc
+import os
+import sys
+
+
+class RefuseTensorFlow(importlib.abc.MetaPathFinder):
+    """Makes `import tensorflow` (and its submodules) fail as it does where TensorFlow is not installed."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "tensorflow" or fullname.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--no-tensorflow", action="store_true")
+    args = parser.parse_args()
+    if args.no_tensorflow:
+        sys.meta_path.insert(0, RefuseTensorFlow())
+        sys.modules.pop("tensorflow", None)
+
+    import keras
+    import numpy as np
+
+    import efficientnet_tf
+    from harness import TINY
+
+    backend = keras.backend.backend()
+    out = {}
+    x = np.load(os.path.join(args.dir, "images.npy"))
+    options = dict(TINY, input_shape=x.shape[1:], classifier_activation=None)
+
+    def numpy(value):
+        return keras.ops.convert_to_numpy(value)
+
+    if args.no_tensorflow:
+        model = efficientnet_tf.EfficientNetV2B0(**options)
+        print("no-tensorflow logits", numpy(model(x, training=False)).shape)
+        for name in ("load_trained", "ExponentialMovingAverage"):
+            try:
+                getattr(efficientnet_tf, name)
+            except ImportError as error:
+                print(f"no-tensorflow {name}: {error}")
+        checkpoint = os.path.join(args.dir, "model.ckpt-1")
+        try:
+            efficientnet_tf.get_model("efficientnetv2-b0", weights=checkpoint, **options)
+        except ImportError as error:
+            print(f"no-tensorflow checkpoint: {error}")
+        print("tensorflow imported:", "tensorflow" in sys.modules)
+        return
+
+    constructors = sorted(name for name in dir(efficientnet_tf) if name.startswith("EfficientNet"))
+    for constructor in constructors:
+        weights = os.path.join(args.dir, f"{constructor}.weights.h5")
+        model = getattr(efficientnet_tf, constructor)(weights=weights, **options)
+        out[f"logits/{constructor}"] = numpy(model(x, training=False))
+        keras.backend.clear_session()
+
+    backbone = efficientnet_tf.get_model(
+        "efficientnetv2-s", weights=os.path.join(args.dir, "EfficientNetV2S.weights.h5"), features_only=True, **TINY
+    )
+    for key, value in backbone(x, training=False).items():
+        out[f"features/{key}"] = numpy(value)
+
+    # Training mode: batch statistics normalize, and the moving statistics move (no dropout, no stochastic depth).
+    train_options = dict(options, dropout_rate=0.0, survival_prob=1.0)
+    model = efficientnet_tf.EfficientNetV2B0(weights=os.path.join(args.dir, "EfficientNetV2B0.weights.h5"), **train_options)
+    out["train/logits"] = numpy(model(x, training=True))
+    for weight in model.non_trainable_weights:
+        out[f"train/{weight.path}"] = numpy(weight)
+
+    saved = keras.models.load_model(os.path.join(args.dir, "tensorflow.keras"))
+    out["keras_file/logits"] = numpy(saved(x, training=False))
+    saved.save(os.path.join(args.dir, f"{backend}.keras"))
+
+    applications = efficientnet_tf.get_model(
+        "efficientnet-b0", weights=os.path.join(args.dir, "efficientnetb0.h5"), input_shape=x.shape[1:],
+        classifier_activation=None,
+    )
+    out["applications/logits"] = numpy(applications(x, training=False))
+
+    if backend == "jax":  # fit compiles a train step; the loss on a fixed batch goes down.
+        model = efficientnet_tf.EfficientNetV2B0(**dict(TINY, input_shape=x.shape[1:], num_classes=4))
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+        history = model.fit(x, np.arange(len(x)) % 4, batch_size=len(x), epochs=8, verbose=0)
+        out["fit/loss"] = np.array(history.history["loss"])
+
+    np.savez(os.path.join(args.dir, f"{backend}.npz"), **out)
+
+
+if __name__ == "__main__":
+    main()
