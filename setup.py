@@ -24,6 +24,10 @@ setup(
         "export": EXPORT,
         # importlib_resources: TFDS testing builders import it.
         # nbformat, nbclient, ipykernel: the suite runs examples/quickstart.ipynb.
-        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel", *EXPORT],
+        # jax[cpu], torch: tests/test_backends.py runs the models on Keras' JAX and PyTorch backends. torch is pinned to
+        # the version of the CPU-only wheel our machines provide; elsewhere add
+        # --extra-index-url https://download.pytorch.org/whl/cpu, or pip takes the multi-GB CUDA build.
+        "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel", "jax[cpu]",
+                 "torch==2.13.0", *EXPORT],
     },
 )
