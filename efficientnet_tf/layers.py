@@ -12,7 +12,12 @@ import math
 from typing import Optional
 
 import keras
-import tensorflow as tf
+from keras import ops
+
+# TensorFlow's fused kernels where TensorFlow runs the model; `keras.ops` everywhere else.
+_tf_kernels = None
+if keras.backend.backend() == "tensorflow":
+    from efficientnet_tf import tf_kernels as _tf_kernels
 
 PACKAGE = "efficientnet_tf"
 
@@ -43,78 +48,45 @@ def _conv(filters: int, kernel_size: int, strides: int = 1, name: str = "", **kw
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class BatchNorm(keras.layers.BatchNormalization):
-    """BatchNormalization through TensorFlow's fused kernel.
+    """BatchNormalization that updates the moving variance with the unbiased batch variance, as the official code.
 
-    Keras 3 normalizes with unfused ops and upcasts bfloat16/float16 inputs to
-    float32 first; the fused kernel does both in one pass and is what the
-    official TF1 code ran. As there, the moving variance is updated with the
-    unbiased (Bessel-corrected) batch variance. Weights are the same four
-    vectors as `keras.layers.BatchNormalization`, so files interchange.
-
-    With `synchronized=True` (see `synchronize_batchnorm`) and several
-    replicas in sync, training uses the statistics of the global batch: one
-    all-reduce per layer, then unfused ops. On one replica it stays fused.
+    On the TensorFlow backend it runs TensorFlow's fused kernel (see
+    `efficientnet_tf.tf_kernels`): Keras 3 normalizes with unfused ops and
+    upcasts bfloat16/float16 inputs to float32 first, the fused kernel does
+    both in one pass and is what the official TF1 code ran. With
+    `synchronized=True` (see `synchronize_batchnorm`) and several replicas in
+    sync, TensorFlow training uses the statistics of the global batch. Other
+    backends normalize with `keras.ops` in float32 (JAX's sharded arrays give
+    global-batch statistics by themselves). Weights are the same four vectors
+    as `keras.layers.BatchNormalization`, so files interchange.
     """
 
     def call(self, inputs, training=None, mask=None):
         if len(inputs.shape) != 4 or self.axis not in (-1, 3) or mask is not None:
             return super().call(inputs, training=training, mask=mask)
         training = bool(training) and self.trainable
-        gamma = tf.cast(self.gamma, "float32")
-        beta = tf.cast(self.beta, "float32")
-        context = tf.distribute.get_replica_context()
-        if training and self.synchronized and context is not None and context.num_replicas_in_sync > 1:
-            return self._synchronized_training_call(inputs, gamma, beta, context)
+        if _tf_kernels is not None:
+            return _tf_kernels.batch_norm(self, inputs, training)
+        x = ops.cast(inputs, "float32")
         if training:
-            outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
-                x=inputs,
-                scale=gamma,
-                offset=beta,
-                mean=tf.constant([], "float32"),
-                variance=tf.constant([], "float32"),
-                epsilon=self.epsilon,
-                data_format="NHWC",
-                is_training=True,
-            )
-            decay = 1.0 - self.momentum
-            self.moving_mean.assign_sub((self.moving_mean - mean) * decay)
-            self.moving_variance.assign_sub((self.moving_variance - variance) * decay)
-            return outputs
-        outputs, *_ = tf.raw_ops.FusedBatchNormV3(
-            x=inputs,
-            scale=gamma,
-            offset=beta,
-            mean=tf.cast(self.moving_mean, "float32"),
-            variance=tf.cast(self.moving_variance, "float32"),
+            mean, variance = ops.moments(x, axes=[0, 1, 2])
+            count = math.prod(x.shape[:3])
+            self._update_statistics(mean, variance * count / max(count - 1, 1))
+        else:
+            mean, variance = ops.cast(self.moving_mean, "float32"), ops.cast(self.moving_variance, "float32")
+        outputs = ops.batch_normalization(
+            x, mean, variance, axis=-1, offset=ops.cast(self.beta, "float32"), scale=ops.cast(self.gamma, "float32"),
             epsilon=self.epsilon,
-            data_format="NHWC",
-            is_training=False,
         )
-        return outputs
+        return ops.cast(outputs, inputs.dtype)
 
-    def _synchronized_training_call(self, inputs, gamma, beta, context):
-        """Normalizes with the mean and variance of every replica's batch together.
-
-        Sums are taken around the moving mean (equal on all replicas, as the
-        synchronized updates are), so the one-pass variance does not cancel
-        catastrophically once the moving mean is near the batch mean.
-        """
-        x = tf.cast(inputs, "float32")
-        shift = tf.stop_gradient(tf.cast(self.moving_mean, "float32"))
-        centered = x - shift
-        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
-        local = tf.concat([tf.reduce_sum(centered, [0, 1, 2]), tf.reduce_sum(tf.square(centered), [0, 1, 2]), [count]], 0)
-        total = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
-        channels, n = gamma.shape[0], total[-1]
-        shifted_mean = total[:channels] / n
-        variance = tf.maximum(total[channels : 2 * channels] / n - tf.square(shifted_mean), 0.0)
-        mean = shifted_mean + shift
-        outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+    def _update_statistics(self, mean, unbiased_variance) -> None:
+        """Moves the moving statistics towards the batch's by 1 - momentum."""
         decay = 1.0 - self.momentum
-        unbiased = variance * n / tf.maximum(n - 1.0, 1.0)
-        self.moving_mean.assign_sub((self.moving_mean - tf.cast(mean, self.moving_mean.dtype)) * decay)
-        self.moving_variance.assign_sub((self.moving_variance - tf.cast(unbiased, self.moving_variance.dtype)) * decay)
-        return tf.cast(outputs, inputs.dtype)
+        self.moving_mean.assign(self.moving_mean - (self.moving_mean - ops.cast(mean, self.moving_mean.dtype)) * decay)
+        self.moving_variance.assign(
+            self.moving_variance - (self.moving_variance - ops.cast(unbiased_variance, self.moving_variance.dtype)) * decay
+        )
 
 
 def synchronize_batchnorm(model: keras.Model, synchronized: bool = True) -> int:
@@ -144,15 +116,14 @@ def _conv_bn(conv: keras.layers.Layer, bn: BatchNorm, x, training):
     outputs = None if None in (n, h, w) else n * h * w * bn.gamma.shape[0] // (conv.strides[0] * conv.strides[1])
     if (training and bn.trainable) or outputs is None or outputs < math.prod(conv.kernel.shape):
         return bn(conv(x), training=training)
-    scale = tf.cast(bn.gamma, "float32") * tf.math.rsqrt(tf.cast(bn.moving_variance, "float32") + bn.epsilon)
-    shift = tf.cast(bn.beta, "float32") - tf.cast(bn.moving_mean, "float32") * scale
-    kernel = tf.cast(conv.kernel, "float32")
-    strides = [1, *conv.strides, 1]
-    if isinstance(conv, keras.layers.DepthwiseConv2D):  # kernel (k, k, channels, 1)
-        y = tf.nn.depthwise_conv2d(x, tf.cast(kernel * scale[:, None], x.dtype), strides, "SAME")
-    else:
-        y = tf.nn.conv2d(x, tf.cast(kernel * scale, x.dtype), strides, "SAME")
-    return tf.nn.bias_add(y, tf.cast(shift, x.dtype))
+    scale = ops.cast(bn.gamma, "float32") * ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
+    shift = ops.cast(ops.cast(bn.beta, "float32") - ops.cast(bn.moving_mean, "float32") * scale, x.dtype)
+    depthwise = isinstance(conv, keras.layers.DepthwiseConv2D)  # kernel (k, k, channels, 1)
+    kernel = ops.cast(ops.cast(conv.kernel, "float32") * (scale[:, None] if depthwise else scale), x.dtype)
+    if _tf_kernels is not None:
+        return _tf_kernels.conv_bias(x, kernel, shift, conv.strides, depthwise)
+    convolve = ops.depthwise_conv if depthwise else ops.conv
+    return convolve(x, kernel, conv.strides, "same") + shift
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -171,11 +142,11 @@ class StochasticDepth(keras.layers.Layer):
         if not training or self.rate == 0.0:
             return inputs
         keep = 1.0 - self.rate
-        batch = tf.shape(inputs)[0]
+        batch = ops.shape(inputs)[0]
         noise = keras.random.uniform(
             (batch, 1, 1, 1), seed=self.seed_generator, dtype=inputs.dtype
         )
-        mask = tf.floor(keep + noise)
+        mask = ops.floor(keep + noise)
         return inputs * (mask / keep)
 
     def compute_output_shape(self, input_shape):
@@ -189,10 +160,11 @@ class StochasticDepth(keras.layers.Layer):
 class HeadDropout(keras.layers.Layer):
     """Dropout whose rate lives in a variable, so it can change mid-training.
 
-    The progressive-learning callback assigns a new rate between epochs; an
-    already traced train step reads the variable, so no retrace is needed. The
-    variable is a plain `tf.Variable`: it is saved with SavedModel exports but
-    not counted among the model's weights.
+    The progressive-learning callback (TensorFlow) assigns a new rate between
+    epochs; an already traced train step reads the variable, so no retrace is
+    needed. The variable is a plain `tf.Variable`: it is saved with SavedModel
+    exports but not counted among the model's weights. Other backends keep the
+    rate as a number, which a compiled step reads when it is traced.
     """
 
     def __init__(self, rate: float, seed: Optional[int] = None, **kwargs):
@@ -200,7 +172,8 @@ class HeadDropout(keras.layers.Layer):
         self._check(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.rate_variable = tf.Variable(float(rate), trainable=False, dtype="float32", name="rate")
+        self.rate_variable = _tf_kernels.rate_variable(rate) if _tf_kernels is not None else None
+        self._rate = float(rate)
 
     @staticmethod
     def _check(rate: float) -> None:
@@ -209,20 +182,22 @@ class HeadDropout(keras.layers.Layer):
 
     @property
     def rate(self) -> float:
-        return float(self.rate_variable.numpy())
+        return self._rate if self.rate_variable is None else float(self.rate_variable.numpy())
 
     @rate.setter
     def rate(self, value: float) -> None:
         self._check(value)
-        self.rate_variable.assign(float(value))
+        self._rate = float(value)
+        if self.rate_variable is not None:
+            self.rate_variable.assign(self._rate)
 
     def call(self, inputs, training=None):
         if not training:
             return inputs
-        rate = tf.cast(self.rate_variable, inputs.dtype)
+        rate = self._rate if self.rate_variable is None else ops.cast(self.rate_variable, inputs.dtype)
         keep = 1.0 - rate
-        noise = keras.random.uniform(tf.shape(inputs), seed=self.seed_generator, dtype=inputs.dtype)
-        return tf.where(noise < keep, inputs / keep, tf.zeros_like(inputs))
+        noise = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator, dtype=inputs.dtype)
+        return ops.where(noise < keep, inputs / keep, ops.zeros_like(inputs))
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -257,7 +232,7 @@ class SqueezeExcite(keras.layers.Layer):
         self.expand.build((None, 1, 1, self.reduced_filters))
 
     def call(self, inputs):
-        scale = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
+        scale = ops.mean(inputs, axis=(1, 2), keepdims=True)
         return inputs * self.expand(self.reduce(scale))
 
     def compute_output_shape(self, input_shape):

@@ -31,10 +31,9 @@ from typing import Iterator
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from efficientnet_tf.errors import one_line
-from efficientnet_tf.files import local_copy
+from efficientnet_tf.errors import import_tensorflow, one_line
+from efficientnet_tf.files import filesystem, is_file, local_copy
 from efficientnet_tf.layers import BatchNorm, FusedMBConv, MBConv
 
 EMA_SUFFIX = "/ExponentialMovingAverage"
@@ -52,7 +51,7 @@ _BN_SCOPES = {"stem_bn": "stem", "top_bn": "head"}
 
 def is_checkpoint(path: str) -> bool:
     """True for a checkpoint directory, a ``model.ckpt-N`` prefix or a ``.tgz``/``.tar.gz`` archive."""
-    gfile = tf.io.gfile
+    gfile = filesystem(path)
     return (
         gfile.exists(os.path.join(path, "checkpoint"))
         or (gfile.isdir(path) and bool(_index_files(path)))
@@ -62,13 +61,13 @@ def is_checkpoint(path: str) -> bool:
 
 
 def _index_files(directory: str) -> list[str]:
-    return sorted(name for name in tf.io.gfile.listdir(directory) if name.endswith(".index"))
+    return sorted(name for name in filesystem(directory).listdir(directory) if name.endswith(".index"))
 
 
 @contextlib.contextmanager
 def checkpoint_prefix(path: str) -> Iterator[str]:
     """The checkpoint prefix inside `path`; an archive is unpacked into a temporary directory for the duration."""
-    if path.endswith(_ARCHIVES) and tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    if path.endswith(_ARCHIVES) and is_file(path):
         directory = tempfile.mkdtemp(prefix="efficientnet_tf-")
         try:
             try:
@@ -82,7 +81,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
             yield _find_prefix(directory, path)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
-    elif tf.io.gfile.isdir(path):
+    elif filesystem(path).isdir(path):
         yield _find_prefix(path, path)
     else:
         yield path
@@ -90,6 +89,7 @@ def checkpoint_prefix(path: str) -> Iterator[str]:
 
 def _find_prefix(directory: str, origin: str) -> str:
     """The newest checkpoint under `directory` (the ``checkpoint`` file's, else the only ``.index``)."""
+    tf = _tensorflow()
     for root, _, files in sorted(tf.io.gfile.walk(directory)):
         if "checkpoint" in files:
             latest = tf.train.latest_checkpoint(root)
@@ -160,6 +160,7 @@ def read_checkpoint(
     when the model has none, so the caller can decide about the head. The
     second result lists ``official name -> our path`` for every value.
     """
+    tf = _tensorflow()
     with checkpoint_prefix(path) as prefix:
         try:
             reader = tf.train.load_checkpoint(prefix)
@@ -209,6 +210,10 @@ def read_checkpoint(
                 f"{model_name} checkpoint of the official layout."
             )
     return values, mapping
+
+
+def _tensorflow():
+    return import_tensorflow("Reading an official checkpoint (TensorFlow's checkpoint reader)")
 
 
 def _first_line(error: Exception) -> str:

@@ -20,11 +20,10 @@ from typing import Mapping, Union
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 
 from efficientnet_tf import official, published
 from efficientnet_tf.errors import one_line
-from efficientnet_tf.files import check_filesystem, local_copy
+from efficientnet_tf.files import check_filesystem, filesystem, is_file, local_copy
 from efficientnet_tf.layers import FusedMBConv, MBConv
 from efficientnet_tf.registry import ModelSpec, get_spec
 
@@ -71,10 +70,10 @@ def check_weights(weights, spec: ModelSpec) -> None:
         raise TypeError(f"weights must be None, a weights name such as 'imagenet', or a file path, got {weights!r}.")
     path = os.fspath(weights)
     check_filesystem(path, "weights")
-    if isinstance(path, str) and not tf.io.gfile.exists(path) and not tf.io.gfile.exists(path + ".index"):
+    if isinstance(path, str) and not filesystem(path).exists(path) and not filesystem(path).exists(path + ".index"):
         _check_name(path, spec)
         return
-    if not ((tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)) or official.is_checkpoint(path)):
+    if not (is_file(path) or official.is_checkpoint(path)):
         raise FileNotFoundError(
             f"Weights file {path!r} not found; pass weights=None, 'imagenet', an existing weights file or an "
             "official checkpoint (directory, model.ckpt-N prefix or .tgz/.tar.gz archive)."

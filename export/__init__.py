@@ -15,6 +15,10 @@ The model (`load_trained`, `Trained`) and what reads artifacts back
 runners) are the library's, so predict needs nothing from this package.
 """
 
+from efficientnet_tf.errors import import_tensorflow
+
+import_tensorflow("export")
+
 from export.artifacts import FORMATS, QUANTIZE_CHOICES, Artifact, export_trained
 from export.litert import QUANTIZATIONS
 from export.serving import write_saved_model

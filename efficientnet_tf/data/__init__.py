@@ -1,5 +1,9 @@
 """Input pipelines: sources, official preprocessing, augmentation, mixing."""
 
+from efficientnet_tf.errors import import_tensorflow
+
+import_tensorflow("efficientnet_tf.data (the input pipeline)")
+
 from efficientnet_tf.data.augment import autoaugment, randaugment
 from efficientnet_tf.data.mixing import mix_batch
 from efficientnet_tf.data.pipeline import (

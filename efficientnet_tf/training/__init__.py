@@ -9,6 +9,10 @@ inference (EMA) weights, class names and eval preprocessing.
 the same by hand (see examples/quickstart.ipynb).
 """
 
+from efficientnet_tf.errors import import_tensorflow
+
+import_tensorflow("efficientnet_tf.training")
+
 from efficientnet_tf.training.checkpoint import Checkpointer, TrainingDiverged, latest_checkpoint, restore
 from efficientnet_tf.training.config import Config, build_config, resolve
 from efficientnet_tf.training.ema import ExponentialMovingAverage

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from efficientnet_tf.data import preprocessing
 from efficientnet_tf.errors import one_line
-from efficientnet_tf.files import check_filesystem, directory_of, local_copy
+from efficientnet_tf.files import check_filesystem, directory_of, is_file, local_copy
 from efficientnet_tf.model import get_model
 from efficientnet_tf.registry import get_spec
 from efficientnet_tf.training.checkpoint import UnreadableCheckpoint, latest_checkpoint, restore
@@ -53,9 +53,9 @@ def load_trained(path: str) -> Trained:
     check_filesystem(path, "model")
     if tf.io.gfile.isdir(path):
         return _from_training_dir(path)
-    if path.endswith(".keras") and _is_file(path):
+    if path.endswith(".keras") and is_file(path):
         beside = directory_of(path)
-        if _is_file(os.path.join(beside, "config.json")):  # a training directory's model
+        if is_file(os.path.join(beside, "config.json")):  # a training directory's model
             return _from_training_dir(beside, path)
         model = _load_keras(path)
         names = _class_names_beside(path, model.output_shape[-1])
@@ -88,17 +88,17 @@ def restore_inference_weights(checkpoint: str, model: keras.Model, ema: Optional
 
 def _from_training_dir(directory: str, keras_file: Optional[str] = None) -> Trained:
     config_path = os.path.join(directory, "config.json")
-    if not _is_file(config_path):
+    if not is_file(config_path):
         raise ValueError(f"{directory!r} has no config.json, so it is not a training directory; pass the --model_dir of a train.py run.")
     with tf.io.gfile.GFile(config_path) as file:
         config = config_from_json(file.read())
     names_path = os.path.join(directory, "class_names.json")
-    if not _is_file(names_path):
+    if not is_file(names_path):
         raise ValueError(f"{directory!r} has no class_names.json; train there first (train.py writes it).")
     with tf.io.gfile.GFile(names_path) as file:
         class_names = list(json.load(file))
     final = keras_file or os.path.join(directory, "model.keras")
-    if _is_file(final):
+    if is_file(final):
         model = _load_keras(final)
     else:
         model = _from_checkpoint(directory, config, len(class_names))
@@ -119,10 +119,6 @@ def _from_checkpoint(directory: str, config: Config, num_classes: int) -> keras.
     return model
 
 
-def _is_file(path: str) -> bool:
-    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
-
-
 def _load_keras(path: str) -> keras.Model:
     try:
         with local_copy(path) as local:
@@ -134,7 +130,7 @@ def _load_keras(path: str) -> keras.Model:
 def _class_names_beside(path: str, num_classes: int) -> list[str]:
     """class_names.json next to the file, else `class_0`, `class_1`, ..."""
     names_path = os.path.join(directory_of(path), "class_names.json")
-    if _is_file(names_path):
+    if is_file(names_path):
         with tf.io.gfile.GFile(names_path) as file:
             return list(json.load(file))
     return [f"class_{i}" for i in range(num_classes)]
