@@ -190,7 +190,7 @@ def test_constructor_names_the_model_and_get_model_takes_name_keyword():
 
 def test_batch_larger_than_the_training_set_is_refused():
     small = synthetic_source(num_classes=2, resolution=16, train_size=10, eval_size=4)
-    with pytest.raises(ValueError, match=r"batch_size 16 is larger than the 10 training examples.*batch_size=2"):
+    with pytest.raises(ValueError, match=r"batch_size 16 is larger than the 10 training examples.*no batch; pass batch_size=10 or smaller"):
         make_datasets(small, family="efficientnet", image_size=16, batch_size=16)
     train, _, _ = make_datasets(small, family="efficientnet", image_size=16, batch_size=10, augmentation=None)
     assert [int(x.shape[0]) for x, _ in train] == [10]
